@@ -1,0 +1,5 @@
+"""``python -m wiremesh``."""
+
+from wiremesh.cli.main import entry
+
+entry()

@@ -1,0 +1,66 @@
+"""Output for people (rich) and for scripts (``--json``).
+
+Commands never print directly: they receive an :class:`Output` and call it, so tests can capture
+everything the real entry point writes.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import IO, Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+class Output:
+    """Where a command writes: a rich console on stdout, another on stderr."""
+
+    def __init__(self, stdout: IO[str] | None = None, stderr: IO[str] | None = None) -> None:
+        self._stdout = stdout if stdout is not None else sys.stdout
+        self._stderr = stderr if stderr is not None else sys.stderr
+        self.console = Console(file=self._stdout, highlight=False, soft_wrap=True)
+        self.err_console = Console(file=self._stderr, highlight=False, soft_wrap=True)
+
+    @property
+    def interactive(self) -> bool:
+        """True when stdout is a terminal (progress bars and prompts are allowed)."""
+        return self.console.is_terminal
+
+    @property
+    def stderr_is_terminal(self) -> bool:
+        """True when stderr is a terminal (progress goes there)."""
+        return self.err_console.is_terminal
+
+    def raw(self, text: str) -> None:
+        """Write ``text`` to stdout exactly as given (configs, YAML)."""
+        self._stdout.write(text)
+        self._stdout.flush()
+
+    def line(self, text: str = "", style: str | None = None) -> None:
+        """Print one line of rich markup for people."""
+        self.console.print(text, style=style)
+
+    def table(self, table: Table) -> None:
+        """Print a rich table."""
+        self.console.print(table)
+
+    def json(self, value: Any) -> None:
+        """Print ``value`` as JSON, the stable interface for scripts."""
+        self._stdout.write(json.dumps(value, indent=2, sort_keys=False) + "\n")
+        self._stdout.flush()
+
+    def info(self, text: str) -> None:
+        """A message for people on stderr (kept off stdout so that it can be piped)."""
+        self.err_console.print(text)
+
+    def warn(self, text: str) -> None:
+        """A warning on stderr."""
+        self.err_console.print(f"[yellow]warning:[/yellow] {text}")
+
+    def error(self, text: str, hint: str | None = None) -> None:
+        """An error on stderr, with the hint that says how to fix it."""
+        self.err_console.print(f"[bold red]error:[/bold red] {text}", markup=True)
+        if hint:
+            self.err_console.print(f"  [cyan]hint:[/cyan] {hint}")

@@ -1,0 +1,294 @@
+"""The inventory: the desired state of the mesh, as validated values.
+
+These types hold only what the user (or the tool, for public keys) decided. Derived things (peers,
+endpoints to use, keepalives) come from :mod:`wiremesh.model.topology`; what runs on a host is a
+different type altogether (:mod:`wiremesh.model.device`).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+
+from wiremesh.errors import ValidationError
+from wiremesh.model.addressing import IPNetwork, host_capacity, is_host_address
+from wiremesh.model.endpoint import Endpoint, SshTarget
+from wiremesh.model.keys import PublicKey
+from wiremesh.model.names import NodeName
+
+FORMAT_VERSION = 1
+DEFAULT_INTERFACE = "wg0"
+DEFAULT_PORT = 51820
+DEFAULT_MTU = 1420
+DEFAULT_KEEPALIVE = 25
+MTU_MIN_IPV4 = 576  # RFC 791: every IPv4 host must accept 576-byte datagrams
+MTU_MIN_IPV6 = 1280  # RFC 8200 section 5
+MTU_MAX = 9000
+
+
+@dataclass(frozen=True)
+class MeshSettings:
+    """The ``[mesh]`` table: what all nodes share."""
+
+    cidr: IPv4Network
+    name: str = "mesh"
+    interface: str = DEFAULT_INTERFACE
+    cidr6: IPv6Network | None = None
+    port: int = DEFAULT_PORT
+    mtu: int = DEFAULT_MTU
+    keepalive: int = DEFAULT_KEEPALIVE
+    ssh_config: str | None = None
+
+
+@dataclass(frozen=True)
+class Node:
+    """One ``[[node]]`` entry."""
+
+    name: NodeName
+    address: IPv4Address
+    address6: IPv6Address | None = None
+    endpoint: Endpoint | None = None
+    ssh: SshTarget | None = None
+    site: str | None = None
+    private_endpoint: Endpoint | None = None
+    listen_port: int | None = None
+    public_key: PublicKey | None = None
+    allowed_ips: tuple[IPNetwork, ...] = ()
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """The whole desired state: mesh settings and nodes, in file order."""
+
+    mesh: MeshSettings
+    nodes: tuple[Node, ...] = ()
+
+    def __iter__(self) -> Iterator[Node]:
+        return iter(self.nodes)
+
+    def names(self) -> list[NodeName]:
+        """Node names in file order."""
+        return [n.name for n in self.nodes]
+
+    def find(self, name: str) -> Node | None:
+        """The node called ``name``, or None."""
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        return None
+
+    def node(self, name: str) -> Node:
+        """The node called ``name``; an unknown name is an error with a did-you-mean."""
+        found = self.find(name)
+        if found is None:
+            raise unknown_node(name, self.names())
+        return found
+
+    def with_node(self, node: Node) -> Inventory:
+        """This inventory with ``node`` replacing the node of the same name, or appended."""
+        if self.find(node.name) is None:
+            return replace(self, nodes=(*self.nodes, node))
+        return replace(self, nodes=tuple(node if n.name == node.name else n for n in self.nodes))
+
+    def without(self, name: str) -> Inventory:
+        """This inventory without node ``name`` (which must exist)."""
+        self.node(name)
+        return replace(self, nodes=tuple(n for n in self.nodes if n.name != name))
+
+    def listen_port(self, node: Node) -> int:
+        """The UDP port ``node`` listens on."""
+        return node.listen_port if node.listen_port is not None else self.mesh.port
+
+
+def did_you_mean(word: str, choices: list[str]) -> str:
+    """`` (did you mean 'x'?)`` when a choice is close to ``word``, else ''."""
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def unknown_node(name: str, names: list[NodeName]) -> ValidationError:
+    """The error for a node name that is not in the inventory."""
+    listed = ", ".join(names) if names else "none yet"
+    return ValidationError(
+        f"no node named {name!r} in the inventory{did_you_mean(name, list(names))}",
+        f"nodes are: {listed}; 'wiremesh node ls' lists them",
+    )
+
+
+class InvalidInventory(ValidationError):
+    """One or more problems found in an inventory; each names the node/key and the fix."""
+
+    def __init__(self, problems: list[ValidationError], source: str = "inventory") -> None:
+        self.problems = problems
+        if len(problems) == 1:
+            p = problems[0]
+            super().__init__(f"{source}: {p.message}", p.hint)
+        else:
+            lines = [f"{source}: {len(problems)} problems"]
+            for p in problems:
+                lines.append(f"  - {p.message}")
+                if p.hint:
+                    lines.append(f"    hint: {p.hint}")
+            super().__init__("\n".join(lines), None)
+
+
+def check(inventory: Inventory) -> list[ValidationError]:
+    """Every consistency problem of ``inventory`` (empty when it is valid).
+
+    Single values were already validated when parsed; this checks relations between them: duplicate
+    names, addresses and keys, addresses outside the mesh network, overlapping routed subnets.
+    """
+    problems: list[ValidationError] = []
+    mesh = inventory.mesh
+    problems += _check_mesh(mesh)
+    for name, count in Counter(inventory.names()).items():
+        if count > 1:
+            problems.append(
+                ValidationError(
+                    f"node name {name!r} is used by {count} nodes",
+                    "each node needs its own name: rename or remove the duplicates",
+                )
+            )
+    problems += _check_addresses(inventory)
+    problems += _check_keys(inventory)
+    problems += _check_allowed_ips(inventory)
+    return problems
+
+
+def _check_mesh(mesh: MeshSettings) -> list[ValidationError]:
+    problems = []
+    if host_capacity(mesh.cidr) < 2:
+        problems.append(
+            ValidationError(
+                f"mesh cidr {mesh.cidr} is too small for a mesh",
+                "use a network with room for at least two nodes, e.g. /24",
+            )
+        )
+    low = MTU_MIN_IPV6 if mesh.cidr6 is not None else MTU_MIN_IPV4
+    if not low <= mesh.mtu <= MTU_MAX:
+        why = " (the mesh has an IPv6 overlay)" if mesh.cidr6 is not None else ""
+        problems.append(
+            ValidationError(
+                f"mesh mtu {mesh.mtu} is out of range{why}",
+                f"use a value from {low} to {MTU_MAX}; 1420 suits a 1500-byte underlay",
+            )
+        )
+    if not 0 <= mesh.keepalive <= 65535:
+        problems.append(
+            ValidationError(
+                f"mesh keepalive {mesh.keepalive} is out of range",
+                "use seconds from 1 to 65535, or 0 for never",
+            )
+        )
+    return problems
+
+
+def _check_addresses(inventory: Inventory) -> list[ValidationError]:
+    problems: list[ValidationError] = []
+    mesh = inventory.mesh
+    owner4: dict[IPv4Address, str] = {}
+    owner6: dict[IPv6Address, str] = {}
+    for node in inventory.nodes:
+        if not is_host_address(mesh.cidr, node.address):
+            problems.append(
+                ValidationError(
+                    f"node {node.name!r}: address {node.address} is not a host address of the "
+                    f"mesh cidr {mesh.cidr}",
+                    "remove 'address' to let wiremesh allocate one, or pick one inside the cidr "
+                    "(not its network or broadcast address)",
+                )
+            )
+        elif node.address in owner4:
+            problems.append(
+                ValidationError(
+                    f"node {node.name!r}: address {node.address} is already used by node "
+                    f"{owner4[node.address]!r}",
+                    "give each node its own address, or remove 'address' to allocate a free one",
+                )
+            )
+        else:
+            owner4[node.address] = node.name
+        if node.address6 is None:
+            continue
+        if mesh.cidr6 is None:
+            problems.append(
+                ValidationError(
+                    f"node {node.name!r}: address6 {node.address6} is set but the mesh has no cidr6",
+                    "add 'cidr6' (an IPv6 ULA network, e.g. fd00:77::/64) to [mesh], or remove address6",
+                )
+            )
+        elif not is_host_address(mesh.cidr6, node.address6):
+            problems.append(
+                ValidationError(
+                    f"node {node.name!r}: address6 {node.address6} is not in the mesh cidr6 {mesh.cidr6}",
+                    "remove 'address6' to let wiremesh allocate one, or pick one inside cidr6",
+                )
+            )
+        elif node.address6 in owner6:
+            problems.append(
+                ValidationError(
+                    f"node {node.name!r}: address6 {node.address6} is already used by node "
+                    f"{owner6[node.address6]!r}",
+                    "give each node its own address6",
+                )
+            )
+        else:
+            owner6[node.address6] = node.name
+    return problems
+
+
+def _check_keys(inventory: Inventory) -> list[ValidationError]:
+    problems = []
+    owner: dict[PublicKey, str] = {}
+    for node in inventory.nodes:
+        if node.public_key is None:
+            continue
+        if node.public_key in owner:
+            problems.append(
+                ValidationError(
+                    f"node {node.name!r}: public_key is the same as node {owner[node.public_key]!r}'s",
+                    "each node needs its own key pair: remove 'public_key' from one of them and "
+                    "run 'wiremesh apply' (or 'render') to create a new key",
+                )
+            )
+        else:
+            owner[node.public_key] = node.name
+    return problems
+
+
+def _check_allowed_ips(inventory: Inventory) -> list[ValidationError]:
+    problems = []
+    mesh = inventory.mesh
+    seen: list[tuple[IPNetwork, str]] = []
+    for node in inventory.nodes:
+        for net in node.allowed_ips:
+            for overlay in (mesh.cidr, mesh.cidr6):
+                if overlay is not None and net.version == overlay.version and net.overlaps(overlay):
+                    problems.append(
+                        ValidationError(
+                            f"node {node.name!r}: allowed_ips {net} overlaps the mesh network {overlay}",
+                            "mesh addresses are routed already; list only extra subnets behind the node",
+                        )
+                    )
+            for other_net, other in seen:
+                if net.version == other_net.version and net.overlaps(other_net):
+                    whose = "its own entry" if other == node.name else f"that of node {other!r}"
+                    problems.append(
+                        ValidationError(
+                            f"node {node.name!r}: allowed_ips {net} overlaps {other_net}, {whose}",
+                            "a subnet can be routed to one node only: remove or narrow one of them",
+                        )
+                    )
+            seen.append((net, node.name))
+    return problems
+
+
+def validate(inventory: Inventory, source: str = "inventory") -> Inventory:
+    """Return ``inventory`` if :func:`check` finds nothing, else raise :class:`InvalidInventory`."""
+    problems = check(inventory)
+    if problems:
+        raise InvalidInventory(problems, source)
+    return inventory

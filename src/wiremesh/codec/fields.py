@@ -1,0 +1,188 @@
+"""Parsers and serialisers for single inventory values, shared by the TOML codec and the CLI options.
+
+Each parser takes the raw value and ``what`` (how the error should name it, e.g. ``node 'web-1': endpoint``)
+and returns a validated value or raises :class:`ValidationError`.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
+
+from wiremesh.errors import ValidationError
+from wiremesh.model.addressing import IPNetwork
+from wiremesh.model.endpoint import Endpoint, SshTarget, parse_port
+from wiremesh.model.keys import PublicKey
+from wiremesh.model.names import check_label, interface_name, node_name
+
+
+def _text(value: object, what: str) -> str:
+    if not isinstance(value, str):
+        raise ValidationError(f"{what} must be a string, not {type(value).__name__} {value!r}")
+    return value
+
+
+def _int(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationError(f"{what} must be a whole number, not {value!r}")
+    return value
+
+
+def _network(value: object, what: str, example: str, version: int | None) -> IPNetwork:
+    text = _text(value, what).strip()
+    kind = {4: "an IPv4 network", 6: "an IPv6 network", None: "a subnet"}[version]
+    try:
+        return _checked(ip_network(text, strict=True), text, what, kind, example, version)
+    except ValueError:
+        pass
+    try:
+        loose = ip_network(text, strict=False)
+    except ValueError:
+        raise ValidationError(
+            f"{what} {text!r} is not {kind}", f"write it in CIDR form, e.g. {example}"
+        ) from None
+    _checked(loose, text, what, kind, example, version)
+    raise ValidationError(f"{what} {text!r} has host bits set", f"did you mean {loose}?")
+
+
+def _checked(
+    net: IPNetwork, text: str, what: str, kind: str, example: str, version: int | None
+) -> IPNetwork:
+    if version is not None and (net.version != version or "/" not in text):
+        raise ValidationError(
+            f"{what} {text!r} is not {kind} in CIDR form", f"write it like {example}"
+        )
+    return net
+
+
+def parse_cidr4(value: object, what: str) -> IPv4Network:
+    """An IPv4 network in CIDR form, with no host bits set."""
+    net = _network(value, what, "10.0.0.0/24", 4)
+    assert isinstance(net, IPv4Network)
+    return net
+
+
+def parse_cidr6(value: object, what: str) -> IPv6Network:
+    """An IPv6 network in CIDR form, with no host bits set (a ULA network is the usual choice)."""
+    net = _network(value, what, "fd00:77::/64", 6)
+    assert isinstance(net, IPv6Network)
+    return net
+
+
+def parse_subnet(value: object, what: str) -> IPNetwork:
+    """An IPv4 or IPv6 subnet (CIDR, no host bits; a bare address means /32 or /128)."""
+    return _network(value, what, "172.16.5.0/24", None)
+
+
+def parse_subnets(value: object, what: str) -> tuple[IPNetwork, ...]:
+    """A list of subnets."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        raise ValidationError(f'{what} must be a list of subnets, e.g. ["172.16.5.0/24"]')
+    return tuple(parse_subnet(item, what) for item in value)
+
+
+def parse_ipv4(value: object, what: str) -> IPv4Address:
+    """An IPv4 address."""
+    text = _text(value, what)
+    try:
+        return IPv4Address(text.strip())
+    except ValueError:
+        raise ValidationError(
+            f"{what} {text!r} is not an IPv4 address", "e.g. 10.0.0.7 (no prefix length)"
+        ) from None
+
+
+def parse_ipv6(value: object, what: str) -> IPv6Address:
+    """An IPv6 address."""
+    text = _text(value, what)
+    try:
+        return IPv6Address(text.strip())
+    except ValueError:
+        raise ValidationError(
+            f"{what} {text!r} is not an IPv6 address", "e.g. fd00:77::7 (no prefix length)"
+        ) from None
+
+
+def parse_port_value(value: object, what: str) -> int:
+    """A port number."""
+    return parse_port(value, what)
+
+
+def parse_mtu(value: object, what: str) -> int:
+    """An MTU (range checked with the rest of the mesh)."""
+    return _int(value, what)
+
+
+def parse_seconds(value: object, what: str) -> int:
+    """A whole number of seconds."""
+    return _int(value, what)
+
+
+def parse_endpoint(value: object, what: str) -> Endpoint:
+    """``host[:port]``."""
+    return Endpoint.parse(value, what)
+
+
+def parse_ssh(value: object, what: str) -> SshTarget:
+    """``[user@]host[:port]``."""
+    return SshTarget.parse(value, what)
+
+
+def parse_public_key(value: object, what: str) -> PublicKey:
+    """A base64 public key."""
+    return PublicKey.parse(value, what)
+
+
+def parse_label(value: object, what: str) -> str:
+    """A lowercase name (site, mesh name)."""
+    return check_label(value, what)
+
+
+def parse_node_name(value: object, what: str) -> str:
+    """A node name."""
+    return node_name(value, what)
+
+
+def parse_interface(value: object, what: str) -> str:
+    """A WireGuard interface name."""
+    return interface_name(value, what)
+
+
+def parse_text(value: object, what: str) -> str:
+    """Any non-empty string."""
+    text = _text(value, what)
+    if not text.strip():
+        raise ValidationError(f"{what} must not be empty")
+    return text
+
+
+def dump_value(value: object) -> object:
+    """A model value as a TOML value."""
+    if isinstance(value, tuple | list):
+        return [dump_value(v) for v in value]
+    if isinstance(value, bool | int):
+        return value
+    return str(value)
+
+
+__all__ = [
+    "IPv4Address",
+    "dump_value",
+    "parse_cidr4",
+    "parse_cidr6",
+    "parse_endpoint",
+    "parse_interface",
+    "parse_ipv4",
+    "parse_ipv6",
+    "parse_label",
+    "parse_mtu",
+    "parse_node_name",
+    "parse_port_value",
+    "parse_public_key",
+    "parse_seconds",
+    "parse_ssh",
+    "parse_subnet",
+    "parse_subnets",
+    "parse_text",
+]

@@ -1,0 +1,327 @@
+"""The inventory file format (``wiremesh.toml``): versioned TOML, edited in place with tomlkit.
+
+Loading gives both the tomlkit document (comments, order and formatting of the user's file) and the
+validated :class:`Inventory`. Saving never regenerates the file: :func:`update_document` changes only
+the keys whose values changed, so the user's comments and layout survive every edit by the tool.
+
+Format version 1::
+
+    version = 1
+    [mesh]
+    name = "prod"          # cidr is required; the rest have defaults
+    cidr = "10.0.0.0/24"
+    [[node]]
+    name = "web-1"
+    address = "10.0.0.1"
+    endpoint = "203.0.113.7:51820"
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Any
+
+import tomlkit
+from tomlkit.exceptions import ParseError
+from tomlkit.items import AoT, Table
+from tomlkit.toml_document import TOMLDocument
+
+from wiremesh.codec import fields as f
+from wiremesh.errors import ValidationError
+from wiremesh.model.addressing import allocate
+from wiremesh.model.inventory import (
+    FORMAT_VERSION,
+    InvalidInventory,
+    Inventory,
+    MeshSettings,
+    Node,
+    did_you_mean,
+    validate,
+)
+
+
+@dataclass(frozen=True)
+class Field:
+    """One key of a table: how to parse it, and whether it must be present."""
+
+    key: str
+    parse: Callable[[object, str], Any]
+    required: bool = False
+
+
+MESH_FIELDS: tuple[Field, ...] = (
+    Field("name", f.parse_label),
+    Field("interface", f.parse_interface),
+    Field("cidr", f.parse_cidr4, required=True),
+    Field("cidr6", f.parse_cidr6),
+    Field("port", f.parse_port_value),
+    Field("mtu", f.parse_mtu),
+    Field("keepalive", f.parse_seconds),
+    Field("ssh_config", f.parse_text),
+)
+
+NODE_FIELDS: tuple[Field, ...] = (
+    Field("name", f.parse_node_name, required=True),
+    Field("address", f.parse_ipv4),
+    Field("address6", f.parse_ipv6),
+    Field("endpoint", f.parse_endpoint),
+    Field("private_endpoint", f.parse_endpoint),
+    Field("site", f.parse_label),
+    Field("ssh", f.parse_ssh),
+    Field("listen_port", f.parse_port_value),
+    Field("allowed_ips", f.parse_subnets),
+    Field("public_key", f.parse_public_key),
+)
+
+TOP_KEYS = ("version", "mesh", "node")
+
+# Migrations from version N to N+1, applied in order on load (none yet: version 1 is the first).
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A loaded inventory: the document to edit, and the validated values."""
+
+    document: TOMLDocument
+    inventory: Inventory
+
+
+def _unknown_keys(
+    table: dict[str, Any], allowed: tuple[str, ...], where: str
+) -> list[ValidationError]:
+    out = []
+    for key in table:
+        if key not in allowed:
+            out.append(
+                ValidationError(
+                    f"{where}: unknown key {key!r}{did_you_mean(key, list(allowed))}",
+                    f"known keys are: {', '.join(allowed)}",
+                )
+            )
+    return out
+
+
+def _parse_table(
+    table: dict[str, Any], spec: tuple[Field, ...], where: str, problems: list[ValidationError]
+) -> dict[str, Any]:
+    problems += _unknown_keys(table, tuple(s.key for s in spec), where)
+    values: dict[str, Any] = {}
+    for field in spec:
+        if field.key not in table:
+            if field.required:
+                problems.append(
+                    ValidationError(f"{where}: '{field.key}' is missing", f"add {field.key} = ...")
+                )
+            continue
+        try:
+            values[field.key] = field.parse(table[field.key], f"{where}: {field.key}")
+        except ValidationError as exc:
+            problems.append(exc)
+    return values
+
+
+def _version(data: dict[str, Any], source: str) -> dict[str, Any]:
+    version = data.get("version")
+    if version is None:
+        raise ValidationError(
+            f"{source}: no format 'version'",
+            f"add 'version = {FORMAT_VERSION}' at the top of the file",
+        )
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise ValidationError(f"{source}: version must be a number, not {version!r}")
+    if version > FORMAT_VERSION:
+        raise ValidationError(
+            f"{source}: unsupported format version {version}; this wiremesh reads version "
+            f"{FORMAT_VERSION}",
+            "upgrade wiremesh to read this file",
+        )
+    while version < FORMAT_VERSION:
+        migrate = MIGRATIONS.get(version)
+        if migrate is None:
+            raise ValidationError(
+                f"{source}: unsupported format version {version}",
+                f"this wiremesh reads versions {min(MIGRATIONS, default=FORMAT_VERSION)} to "
+                f"{FORMAT_VERSION}",
+            )
+        data = migrate(data)
+        version += 1
+    return data
+
+
+def _node_tables(data: dict[str, Any], source: str) -> list[dict[str, Any]]:
+    nodes = data.get("node", [])
+    if isinstance(nodes, dict) or not isinstance(nodes, list):
+        raise ValidationError(
+            f"{source}: 'node' must be an array of tables",
+            "write each node as a [[node]] table (double brackets)",
+        )
+    for item in nodes:
+        if not isinstance(item, dict):
+            raise ValidationError(f"{source}: each 'node' entry must be a table ([[node]])")
+    return nodes
+
+
+def parse_document(document: TOMLDocument, source: str) -> Inventory:
+    """Validate a parsed TOML document into an :class:`Inventory`.
+
+    Nodes without ``address`` (or ``address6`` when the mesh has ``cidr6``) get the lowest free one,
+    in file order; :func:`update_document` then writes it into the file.
+    """
+    data = _version(document.unwrap(), source)
+    problems: list[ValidationError] = _unknown_keys(data, TOP_KEYS, "top level")
+    mesh_table = data.get("mesh")
+    if not isinstance(mesh_table, dict):
+        problems.append(
+            ValidationError("no [mesh] table", 'add [mesh] with at least cidr = "10.0.0.0/24"')
+        )
+        raise InvalidInventory(problems, source)
+    mesh_values = _parse_table(mesh_table, MESH_FIELDS, "[mesh]", problems)
+    node_values = []
+    for index, table in enumerate(_node_tables(data, source)):
+        name = table.get("name")
+        where = f"node {name!r}" if isinstance(name, str) else f"node #{index + 1}"
+        node_values.append(_parse_table(table, NODE_FIELDS, where, problems))
+    if problems or "cidr" not in mesh_values:
+        raise InvalidInventory(problems, source)
+    mesh = MeshSettings(**mesh_values)
+    nodes = _with_addresses(mesh, node_values)
+    return validate(Inventory(mesh, tuple(nodes)), source)
+
+
+def _with_addresses(mesh: MeshSettings, node_values: list[dict[str, Any]]) -> list[Node]:
+    used4 = [v["address"] for v in node_values if "address" in v]
+    used6 = [v["address6"] for v in node_values if "address6" in v]
+    nodes = []
+    for values in node_values:
+        if "address" not in values:
+            values["address"] = allocate(mesh.cidr, used4)
+            used4.append(values["address"])
+        if mesh.cidr6 is not None and "address6" not in values:
+            values["address6"] = allocate(mesh.cidr6, used6, "mesh IPv6")
+            used6.append(values["address6"])
+        nodes.append(Node(**values))
+    return nodes
+
+
+def loads(text: str, source: str = "wiremesh.toml") -> Loaded:
+    """Parse inventory text; a TOML syntax error names the line and column."""
+    try:
+        document = tomlkit.parse(text)
+    except ParseError as exc:
+        raise ValidationError(
+            f"{source}: TOML syntax error at line {exc.line}, column {exc.col}: {_reason(exc)}",
+            "fix the file by hand (an editor with TOML support helps); nothing was changed",
+        ) from None
+    return Loaded(document, parse_document(document, source))
+
+
+def _reason(exc: ParseError) -> str:
+    text = str(exc)
+    return text.split(" at line ", maxsplit=1)[0]
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+
+def _as_toml(value: object) -> Any:
+    dumped = f.dump_value(value)
+    if isinstance(dumped, list):
+        array = tomlkit.array()
+        array.extend(dumped)
+        return array
+    return dumped
+
+
+def _sync_table(
+    table: Table, spec: tuple[Field, ...], values: dict[str, Any], defaults: dict[str, Any]
+) -> None:
+    """Make ``table`` hold ``values``, touching only keys whose value changed."""
+    for field in spec:
+        key = field.key
+        new = values.get(key)
+        if new is None or new == ():
+            if key in table:
+                del table[key]
+            continue
+        wanted = f.dump_value(new)
+        if key in table:
+            current = table[key]
+            current = current.unwrap() if hasattr(current, "unwrap") else current
+            if current == wanted:
+                continue
+        elif key in defaults and defaults[key] == new:
+            continue  # an absent key already means the default
+        table[key] = _as_toml(new)
+
+
+def _values(obj: MeshSettings | Node) -> dict[str, Any]:
+    return {fl.name: getattr(obj, fl.name) for fl in fields(obj)}
+
+
+def _mesh_defaults() -> dict[str, Any]:
+    return {fl.name: fl.default for fl in fields(MeshSettings) if fl.name != "cidr"}
+
+
+def update_document(document: TOMLDocument, inventory: Inventory) -> TOMLDocument:
+    """Edit ``document`` in place so that it describes ``inventory``; returns it.
+
+    Keys whose value did not change are left exactly as written (comments, quoting, order); removed
+    nodes are deleted, new ones appended at the end.
+    """
+    if "version" not in document:
+        document["version"] = FORMAT_VERSION
+    elif document["version"] != FORMAT_VERSION:
+        document["version"] = FORMAT_VERSION  # after a migration
+    if "mesh" not in document:
+        document["mesh"] = tomlkit.table()
+    mesh_table = document["mesh"]
+    assert isinstance(mesh_table, Table)
+    _sync_table(mesh_table, MESH_FIELDS, _values(inventory.mesh), _mesh_defaults())
+
+    if "node" not in document:
+        if not inventory.nodes:
+            return document
+        document.append("node", tomlkit.aot())
+    aot = document["node"]
+    assert isinstance(aot, AoT)
+    wanted: dict[str, Node] = {n.name: n for n in inventory.nodes}
+    for index in reversed(range(len(aot.body))):
+        if aot.body[index].get("name") not in wanted:
+            del aot[index]
+    present: set[str] = set()
+    for table in aot.body:
+        node = wanted[str(table.get("name"))]
+        _sync_table(table, NODE_FIELDS, _values(node), {})
+        present.add(node.name)
+    for node in inventory.nodes:
+        if node.name not in present:
+            table = tomlkit.table()
+            table.trivia.indent = "\n"  # a blank line before each new [[node]]
+            _sync_table(table, NODE_FIELDS, _values(node), {})
+            aot.append(table)
+    return document
+
+
+def new_document(inventory: Inventory, comment: str | None = None) -> TOMLDocument:
+    """A fresh document for ``inventory``, with every mesh setting written out."""
+    document = tomlkit.document()
+    document.add(tomlkit.comment(comment or "wiremesh inventory: the desired state of the mesh."))
+    document.add(tomlkit.comment("Edit by hand or with 'wiremesh node ...'; keys: see README.md."))
+    document.add("version", FORMAT_VERSION)
+    document.add(tomlkit.nl())
+    mesh = tomlkit.table()
+    for field in MESH_FIELDS:
+        value = getattr(inventory.mesh, field.key)
+        if value is not None:
+            mesh[field.key] = _as_toml(value)
+    document["mesh"] = mesh
+    if inventory.nodes:
+        document.add(tomlkit.nl())
+    return update_document(document, inventory)
+
+
+def dumps(document: TOMLDocument) -> str:
+    """The document's text."""
+    return tomlkit.dumps(document)

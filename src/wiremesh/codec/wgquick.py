@@ -1,0 +1,289 @@
+"""wg-quick(8) configuration files: render and parse.
+
+Parsing follows wg-quick and wg(8): section and key names are case-insensitive, ``#`` starts a comment
+anywhere on a line, ``Address`` and ``AllowedIPs`` may repeat and hold comma-separated lists. Keys that
+wiremesh does not model (``DNS``, ``PostUp``, ``Table``...) are kept as ``extra`` so that an import can
+report them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv4Interface, IPv6Interface, ip_interface, ip_network
+
+from wiremesh.errors import ValidationError
+from wiremesh.model.addressing import IPNetwork
+from wiremesh.model.device import IPInterface, WantedDevice, WantedPeer
+from wiremesh.model.endpoint import Endpoint
+from wiremesh.model.keys import PrivateKey, PublicKey
+
+MANAGED_MARKER = "# wiremesh: managed file"
+
+
+# --- how the private key appears in a rendered file -------------------------------------------
+
+
+@dataclass(frozen=True)
+class LiteralKey:
+    """The key itself (offline render, ``show --reveal``)."""
+
+    key: PrivateKey
+
+
+@dataclass(frozen=True)
+class HiddenKey:
+    """A placeholder for display (``show`` without ``--reveal``)."""
+
+    where: str
+
+
+@dataclass(frozen=True)
+class KeyFile:
+    """A key file on the host, loaded by ``PostUp = wg set %i private-key FILE``.
+
+    The operator never holds the key: the file is created on the host and the config only names it.
+    ``wg-quick strip`` drops PostUp, and ``wg syncconf`` leaves the private key alone when the
+    stripped config has none (wg(8) setconf.c only sets what the file sets).
+    """
+
+    path: str
+
+
+KeySource = LiteralKey | HiddenKey | KeyFile
+
+
+# --- parsed files -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InterfaceSection:
+    """The ``[Interface]`` section as written in a file."""
+
+    private_key: PrivateKey | None
+    addresses: tuple[IPInterface, ...]
+    listen_port: int | None
+    mtu: int | None
+    extra: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class PeerSection:
+    """One ``[Peer]`` section as written in a file; ``comment`` is the comment line just above it."""
+
+    public_key: PublicKey
+    endpoint: Endpoint | None
+    allowed_ips: tuple[IPNetwork, ...]
+    persistent_keepalive: int | None
+    comment: str | None = None
+    line: int = 0
+    extra: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class WgQuickConfig:
+    """A whole wg-quick file."""
+
+    interface: InterfaceSection
+    peers: tuple[PeerSection, ...]
+    managed: bool = False
+
+
+# --- render -----------------------------------------------------------------------------------
+
+
+def _csv(items: tuple[object, ...]) -> str:
+    return ", ".join(str(i) for i in items)
+
+
+def _peer_block(device: WantedDevice, peer: WantedPeer) -> str:
+    if peer.public_key is None:
+        raise ValidationError(
+            f"cannot render {device.node}: the public key of peer {peer.name!r} is not known yet",
+            "run 'wiremesh apply' (creates keys on the hosts) or 'wiremesh render' first",
+        )
+    lines = ["", f"# {peer.name}", "[Peer]", f"PublicKey = {peer.public_key}"]
+    if peer.endpoint is not None:
+        lines.append(f"Endpoint = {peer.endpoint}")
+    lines.append(f"AllowedIPs = {_csv(peer.allowed_ips)}")
+    if peer.persistent_keepalive:
+        lines.append(f"PersistentKeepalive = {peer.persistent_keepalive}")
+    return "\n".join(lines) + "\n"
+
+
+def render(
+    device: WantedDevice,
+    key: KeySource,
+    header: str | None = None,
+    memo: dict[int, str] | None = None,
+) -> str:
+    """The wg-quick file for ``device``. Every peer needs a known public key.
+
+    Each ``[Peer]`` is preceded by ``# <name>``, which :func:`parse` gives back as the peer's comment.
+    ``memo`` caches peer blocks by peer identity across calls, for devices made by
+    :func:`wiremesh.model.topology.wanted_mesh` (which shares peer values between devices).
+    """
+    iface = device.interface
+    lines = [MANAGED_MARKER + (f": {header}" if header else "")]
+    lines.append("[Interface]")
+    if isinstance(key, LiteralKey):
+        lines.append(f"PrivateKey = {key.key.reveal()}")
+    elif isinstance(key, HiddenKey):
+        lines.append(f"PrivateKey = <hidden: {key.where}>")
+    lines.append(f"Address = {_csv(iface.addresses)}")
+    lines.append(f"ListenPort = {iface.listen_port}")
+    if iface.mtu is not None:
+        lines.append(f"MTU = {iface.mtu}")
+    if isinstance(key, KeyFile):
+        lines.append(f"PostUp = wg set %i private-key {key.path}")
+    parts = ["\n".join(lines) + "\n"]
+    if memo is None:
+        parts.extend(_peer_block(device, peer) for peer in device.peers)
+    else:
+        for peer in device.peers:
+            block = memo.get(id(peer))
+            if block is None:
+                block = memo[id(peer)] = _peer_block(device, peer)
+            parts.append(block)
+    return "".join(parts)
+
+
+# --- parse ------------------------------------------------------------------------------------
+
+
+class _Section:
+    def __init__(self, kind: str, line: int, comment: str | None) -> None:
+        self.kind = kind
+        self.line = line
+        self.comment = comment
+        self.items: list[tuple[str, str, int]] = []  # (lower-case key, value, line)
+
+
+def _sections(text: str, source: str) -> tuple[list[_Section], bool]:
+    sections: list[_Section] = []
+    last_comment: str | None = None
+    managed = False
+    for number, raw in enumerate(text.splitlines(), start=1):
+        stripped = raw.strip()
+        if stripped.startswith(MANAGED_MARKER):
+            managed = True
+        if stripped.startswith("#"):
+            last_comment = stripped.lstrip("#").strip() or None
+            continue
+        # wg-quick strips everything after '#' (wg-quick.bash: stripped="${line%%\#*}").
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            kind = line[1:-1].strip().lower()
+            if kind not in ("interface", "peer"):
+                raise ValidationError(
+                    f"{source}:{number}: unknown section {line}",
+                    "a wg-quick file has one [Interface] and any number of [Peer] sections",
+                )
+            sections.append(_Section(kind, number, last_comment))
+            last_comment = None
+            continue
+        last_comment = None
+        if "=" not in line:
+            raise ValidationError(f"{source}:{number}: expected 'Key = Value', got {line!r}")
+        key, value = (part.strip() for part in line.split("=", 1))
+        if not sections:
+            raise ValidationError(
+                f"{source}:{number}: {key!r} appears before any [Interface] or [Peer]"
+            )
+        sections[-1].items.append((key.lower(), value, number))
+    return sections, managed
+
+
+def _int(value: str, what: str, low: int, high: int) -> int:
+    if not value.isdigit() or not low <= int(value) <= high:
+        raise ValidationError(f"{what}: {value!r} is not a number from {low} to {high}")
+    return int(value)
+
+
+def _list(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _interface(section: _Section, source: str) -> InterfaceSection:
+    private_key = None
+    addresses: list[IPInterface] = []
+    listen_port = mtu = None
+    extra: list[tuple[str, str]] = []
+    for key, value, number in section.items:
+        where = f"{source}:{number}"
+        if key == "privatekey":
+            private_key = PrivateKey.parse(value, f"{where}: PrivateKey")
+        elif key == "address":
+            for item in _list(value):
+                try:
+                    iface = ip_interface(item)
+                except ValueError:
+                    raise ValidationError(
+                        f"{where}: Address {item!r} is not an IP address"
+                    ) from None
+                assert isinstance(iface, IPv4Interface | IPv6Interface)
+                addresses.append(iface)
+        elif key == "listenport":
+            listen_port = _int(value, f"{where}: ListenPort", 1, 65535)
+        elif key == "mtu":
+            mtu = _int(value, f"{where}: MTU", 68, 65535)
+        else:
+            extra.append((key, value))
+    return InterfaceSection(private_key, tuple(addresses), listen_port, mtu, tuple(extra))
+
+
+def _peer(section: _Section, source: str) -> PeerSection:
+    public_key = None
+    endpoint = None
+    allowed: list[IPNetwork] = []
+    keepalive = None
+    extra: list[tuple[str, str]] = []
+    for key, value, number in section.items:
+        where = f"{source}:{number}"
+        if key == "publickey":
+            public_key = PublicKey.parse(value, f"{where}: PublicKey")
+        elif key == "endpoint":
+            endpoint = Endpoint.parse(value, f"{where}: Endpoint")
+            if endpoint.port is None:
+                raise ValidationError(
+                    f"{where}: Endpoint {value!r} has no port", "wg(8) needs HOST:PORT here"
+                )
+        elif key == "allowedips":
+            for item in _list(value):
+                try:
+                    allowed.append(ip_network(item, strict=False))
+                except ValueError:
+                    raise ValidationError(
+                        f"{where}: AllowedIPs {item!r} is not a network"
+                    ) from None
+        elif key == "persistentkeepalive":
+            keepalive = (
+                0 if value == "off" else _int(value, f"{where}: PersistentKeepalive", 0, 65535)
+            )
+        else:
+            extra.append((key, value))
+    if public_key is None:
+        raise ValidationError(f"{source}:{section.line}: [Peer] without a PublicKey")
+    return PeerSection(
+        public_key,
+        endpoint,
+        tuple(allowed),
+        keepalive or None,
+        section.comment,
+        section.line,
+        tuple(extra),
+    )
+
+
+def parse(text: str, source: str = "<config>") -> WgQuickConfig:
+    """Parse a wg-quick file; errors name ``source`` and the line."""
+    sections, managed = _sections(text, source)
+    interfaces = [s for s in sections if s.kind == "interface"]
+    if len(interfaces) != 1:
+        raise ValidationError(
+            f"{source}: expected one [Interface] section, found {len(interfaces)}",
+            "a wg-quick file has exactly one [Interface] section",
+        )
+    peers = tuple(_peer(s, source) for s in sections if s.kind == "peer")
+    return WgQuickConfig(_interface(interfaces[0], source), peers, managed)

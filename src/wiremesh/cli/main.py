@@ -19,7 +19,6 @@ from wiremesh.cli.output import Output
 from wiremesh.errors import ExitStatus, WiremeshError
 
 
-
 class CommandModule(Protocol):
     """A CLI command module: it adds its parser and sets ``handler`` on it."""
 
@@ -59,7 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="OpenSSH client config to use (default: the inventory's ssh_config, else ~/.ssh/config)",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub: argparse._SubParsersAction[argparse.ArgumentParser] = parser.add_subparsers(
+        dest="command", metavar="COMMAND", parser_class=_Parser
+    )
     sub.required = True
     for module in _command_modules():
         module.register(sub)

@@ -11,6 +11,7 @@ import sys
 from typing import IO, Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -39,7 +40,7 @@ class Output:
         self._stdout.flush()
 
     def line(self, text: str = "", style: str | None = None) -> None:
-        """Print one line of rich markup for people."""
+        """Print one line of rich markup for people (escape user data with :func:`cell`)."""
         self.console.print(text, style=style)
 
     def table(self, table: Table) -> None:
@@ -53,14 +54,19 @@ class Output:
 
     def info(self, text: str) -> None:
         """A message for people on stderr (kept off stdout so that it can be piped)."""
-        self.err_console.print(text)
+        self.err_console.print(escape(text))
 
     def warn(self, text: str) -> None:
         """A warning on stderr."""
-        self.err_console.print(f"[yellow]warning:[/yellow] {text}")
+        self.err_console.print(f"[yellow]warning:[/yellow] {escape(text)}")
 
     def error(self, text: str, hint: str | None = None) -> None:
         """An error on stderr, with the hint that says how to fix it."""
-        self.err_console.print(f"[bold red]error:[/bold red] {text}", markup=True)
+        self.err_console.print(f"[bold red]error:[/bold red] {escape(text)}")
         if hint:
-            self.err_console.print(f"  [cyan]hint:[/cyan] {hint}")
+            self.err_console.print(f"  [cyan]hint:[/cyan] {escape(hint)}")
+
+
+def cell(value: object) -> str:
+    """A value for a table cell or a markup line, with rich markup characters escaped."""
+    return escape("" if value is None else str(value))

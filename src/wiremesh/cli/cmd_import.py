@@ -1,0 +1,34 @@
+"""``wiremesh import FILE...``: adopt existing wg-quick configs."""
+
+from __future__ import annotations
+
+import argparse
+
+from wiremesh.cli.context import Context
+from wiremesh.ops.importing import import_configs
+from wiremesh.store.inventory_file import InventoryFile
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``import``."""
+    p = sub.add_parser(
+        "import",
+        help="adopt existing wg-quick configs (one per host) into the inventory",
+        description="Each FILE is one host's wg-quick config. The node name is the file's stem, or "
+        "its directory's name for files named like an interface (alpha/wg0.conf -> alpha), or NAME "
+        "in NAME=FILE. Private keys go to the key directory beside the inventory.",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help="[NAME=]PATH of a wg-quick config")
+    p.add_argument("--name", help="mesh name when a new inventory is created (default: mesh)")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    """Import."""
+    report = import_configs(InventoryFile(ctx.inventory_path), args.files, args.name)
+    for note in report.notes:
+        ctx.out.warn(note)
+    verb = "created" if report.created else "updated"
+    names = ", ".join(n.name for n in report.nodes)
+    ctx.out.info(f"{verb} {ctx.inventory_path} with {len(report.nodes)} node(s): {names}")
+    return 0

@@ -1,0 +1,141 @@
+"""``wiremesh node add|set|rm|ls``."""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.table import Table
+
+from wiremesh.cli.args import int_arg, parse_option
+from wiremesh.cli.context import Context
+from wiremesh.codec import fields as f
+from wiremesh.model.names import node_name
+from wiremesh.ops.nodes import CLEARABLE, NodeFields, add_node, node_record, remove_node, set_node
+from wiremesh.store.inventory_file import InventoryFile
+
+
+def _node_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--endpoint", metavar="HOST[:PORT]", help="public address peers use")
+    p.add_argument("--ssh", metavar="[USER@]HOST[:PORT]", help="where wiremesh logs in")
+    p.add_argument("--address", metavar="IP", help="overlay IPv4 address (default: lowest free)")
+    p.add_argument("--address6", metavar="IP6", help="overlay IPv6 address (default: lowest free)")
+    p.add_argument("--site", help="site name: nodes of one site use private endpoints")
+    p.add_argument("--private-endpoint", metavar="HOST[:PORT]", help="address within the site")
+    p.add_argument("--listen-port", type=int_arg, metavar="N", help="UDP port (default: mesh port)")
+    p.add_argument(
+        "--allowed-ip",
+        action="append",
+        metavar="CIDR",
+        dest="allowed_ips",
+        help="extra subnet routed to this node (repeatable)",
+    )
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``node`` and its subcommands."""
+    node = sub.add_parser("node", help="add, change, remove and list nodes")
+    nsub = node.add_subparsers(dest="node_command", metavar="SUBCOMMAND", parser_class=type(node))
+    nsub.required = True
+    add = nsub.add_parser("add", help="add a node (allocates the lowest free address)")
+    _node_options(add)
+    add.set_defaults(handler=run_add)
+    set_ = nsub.add_parser("set", help="change a node's settings")
+    _node_options(set_)
+    set_.add_argument(
+        "--clear",
+        action="append",
+        default=[],
+        metavar="KEY",
+        choices=CLEARABLE,
+        help=f"remove a setting (one of: {', '.join(CLEARABLE)})",
+    )
+    set_.set_defaults(handler=run_set)
+    rm = nsub.add_parser("rm", help="remove a node (then 'apply' removes it from the hosts)")
+    rm.add_argument("name", metavar="NAME")
+    rm.set_defaults(handler=run_rm)
+    ls = nsub.add_parser("ls", help="list nodes")
+    ls.add_argument("--json", action="store_true", help="machine-readable output")
+    ls.set_defaults(handler=run_ls)
+
+
+def _fields(args: argparse.Namespace) -> NodeFields:
+    return NodeFields(
+        address=parse_option(f.parse_ipv4, args.address, "--address"),
+        address6=parse_option(f.parse_ipv6, args.address6, "--address6"),
+        endpoint=parse_option(f.parse_endpoint, args.endpoint, "--endpoint"),
+        ssh=parse_option(f.parse_ssh, args.ssh, "--ssh"),
+        site=parse_option(f.parse_label, args.site, "--site"),
+        private_endpoint=parse_option(
+            f.parse_endpoint, args.private_endpoint, "--private-endpoint"
+        ),
+        listen_port=parse_option(f.parse_port_value, args.listen_port, "--listen-port"),
+        allowed_ips=(
+            tuple(f.parse_subnet(v, "--allowed-ip") for v in args.allowed_ips)
+            if args.allowed_ips
+            else None
+        ),
+        clear=frozenset(getattr(args, "clear", [])),
+    )
+
+
+def run_add(args: argparse.Namespace, ctx: Context) -> int:
+    """``node add``."""
+    name = node_name(args.name)
+    node = add_node(InventoryFile(ctx.inventory_path), name, _fields(args))
+    extra = f", address6 {node.address6}" if node.address6 else ""
+    ctx.out.info(f"added node {node.name} with address {node.address}{extra}")
+    return 0
+
+
+def run_set(args: argparse.Namespace, ctx: Context) -> int:
+    """``node set``."""
+    before, after = set_node(InventoryFile(ctx.inventory_path), args.name, _fields(args))
+    if before == after:
+        ctx.out.info(f"node {after.name}: nothing changed")
+    else:
+        ctx.out.info(f"updated node {after.name}; run 'wiremesh apply' to change the hosts")
+    return 0
+
+
+def run_rm(args: argparse.Namespace, ctx: Context) -> int:
+    """``node rm``."""
+    node = remove_node(InventoryFile(ctx.inventory_path), args.name)
+    ctx.out.info(f"removed node {node.name}; run 'wiremesh apply' to remove it from the hosts")
+    return 0
+
+
+def run_ls(args: argparse.Namespace, ctx: Context) -> int:
+    """``node ls``."""
+    inventory = InventoryFile(ctx.inventory_path).load().inventory
+    records = [node_record(inventory, n) for n in inventory]
+    if args.json:
+        ctx.out.json(
+            {
+                "mesh": {
+                    "name": inventory.mesh.name,
+                    "interface": inventory.mesh.interface,
+                    "cidr": str(inventory.mesh.cidr),
+                    "cidr6": str(inventory.mesh.cidr6) if inventory.mesh.cidr6 else None,
+                    "port": inventory.mesh.port,
+                },
+                "nodes": records,
+            }
+        )
+        return 0
+    table = Table(title=f"mesh {inventory.mesh.name} ({inventory.mesh.cidr})", title_justify="left")
+    for column in ("name", "address", "endpoint", "site", "ssh", "public key"):
+        table.add_column(column, no_wrap=column in ("name", "address"))
+    for r in records:
+        address = r["address"] + (f"\n{r['address6']}" if r["address6"] else "")
+        key = r["public_key"][:10] + "…" if r["public_key"] else "[dim]not yet[/dim]"
+        table.add_row(
+            r["name"],
+            address,
+            r["endpoint"] or "[dim](behind NAT)[/dim]",
+            r["site"] or "",
+            r["ssh"] or "",
+            key,
+        )
+    ctx.out.table(table)
+    return 0

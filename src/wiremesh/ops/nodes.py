@@ -1,0 +1,125 @@
+"""Use cases that edit the inventory: ``init`` and ``node add/set/rm/ls``.
+
+They take validated values (the CLI parses options at the edge) and return values; they never print.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from ipaddress import IPv4Address, IPv6Address
+from typing import Any
+
+from wiremesh.errors import ValidationError
+from wiremesh.model.addressing import IPNetwork, allocate
+from wiremesh.model.endpoint import Endpoint, SshTarget
+from wiremesh.model.inventory import Inventory, MeshSettings, Node
+from wiremesh.model.names import NodeName
+from wiremesh.store.inventory_file import InventoryFile
+from wiremesh.store.keydir import KeyDir
+
+
+def init(file: InventoryFile, mesh: MeshSettings) -> Inventory:
+    """Create a new inventory with no nodes."""
+    inventory = Inventory(mesh)
+    file.create(inventory)
+    return inventory
+
+
+@dataclass(frozen=True)
+class NodeFields:
+    """Node settings given on the command line; None means "not given"."""
+
+    address: IPv4Address | None = None
+    address6: IPv6Address | None = None
+    endpoint: Endpoint | None = None
+    ssh: SshTarget | None = None
+    site: str | None = None
+    private_endpoint: Endpoint | None = None
+    listen_port: int | None = None
+    allowed_ips: tuple[IPNetwork, ...] | None = None
+    clear: frozenset[str] = field(default_factory=frozenset)
+
+    def given(self) -> dict[str, Any]:
+        """The settings that were given, by field name."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name != "clear" and getattr(self, f.name) is not None
+        }
+
+
+CLEARABLE = (
+    "address6",
+    "endpoint",
+    "ssh",
+    "site",
+    "private_endpoint",
+    "listen_port",
+    "allowed_ips",
+)
+
+
+def add_node(file: InventoryFile, name: NodeName, settings: NodeFields) -> Node:
+    """Add a node; without an address it gets the lowest free one. Existing nodes keep theirs."""
+    with file.edit() as edit:
+        inventory = edit.inventory
+        if inventory.find(name) is not None:
+            raise ValidationError(
+                f"a node named {name!r} already exists",
+                f"pick another name, or change it with 'wiremesh node set {name} ...'",
+            )
+        values = settings.given()
+        if "address" not in values:
+            values["address"] = allocate(inventory.mesh.cidr, (n.address for n in inventory))
+        if inventory.mesh.cidr6 is not None and "address6" not in values:
+            values["address6"] = allocate(
+                inventory.mesh.cidr6,
+                (n.address6 for n in inventory if n.address6 is not None),
+                "mesh IPv6",
+            )
+        node = Node(name=name, **values)
+        edit.inventory = inventory.with_node(node)
+        return node
+
+
+def set_node(file: InventoryFile, name: str, settings: NodeFields) -> tuple[Node, Node]:
+    """Change settings of a node; returns (before, after)."""
+    for key in settings.clear:
+        if key not in CLEARABLE:
+            raise ValidationError(
+                f"cannot clear {key!r}", f"keys that can be cleared: {', '.join(CLEARABLE)}"
+            )
+    with file.edit() as edit:
+        before = edit.inventory.node(name)
+        changes: dict[str, Any] = {key: None for key in settings.clear}
+        if "allowed_ips" in settings.clear:
+            changes["allowed_ips"] = ()
+        changes.update(settings.given())
+        after = replace(before, **changes)
+        edit.inventory = edit.inventory.with_node(after)
+        return before, after
+
+
+def remove_node(file: InventoryFile, name: str) -> Node:
+    """Remove a node from the inventory (and its offline key, if any). ``apply`` removes it from hosts."""
+    with file.edit() as edit:
+        node = edit.inventory.node(name)
+        edit.inventory = edit.inventory.without(name)
+    KeyDir.beside(file.path).remove(name)
+    return node
+
+
+def node_record(inventory: Inventory, node: Node) -> dict[str, Any]:
+    """A node as a JSON-ready dict (the ``node ls --json`` schema)."""
+    return {
+        "name": node.name,
+        "address": str(node.address),
+        "address6": str(node.address6) if node.address6 else None,
+        "endpoint": str(node.endpoint) if node.endpoint else None,
+        "listen_port": inventory.listen_port(node),
+        "ssh": str(node.ssh) if node.ssh else None,
+        "site": node.site,
+        "private_endpoint": str(node.private_endpoint) if node.private_endpoint else None,
+        "allowed_ips": [str(n) for n in node.allowed_ips],
+        "public_key": str(node.public_key) if node.public_key else None,
+    }

@@ -1,0 +1,133 @@
+"""Offline mode: ``render`` (configs for every node into a directory) and ``show`` (one node's config).
+
+Offline keys are made on the operator's machine, in the key directory beside the inventory; only the
+public keys go into the inventory.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from wiremesh.codec.wgquick import HiddenKey, KeySource, LiteralKey, render
+from wiremesh.errors import OperationError, ValidationError
+from wiremesh.model.inventory import Inventory
+from wiremesh.model.keys import PrivateKey
+from wiremesh.model.topology import wanted_device, wanted_mesh
+from wiremesh.store.atomic import write_atomic
+from wiremesh.store.inventory_file import InventoryFile
+from wiremesh.store.keydir import KeyDir
+
+
+@dataclass(frozen=True)
+class RenderReport:
+    """What ``render`` did."""
+
+    files: tuple[Path, ...]
+    new_keys: tuple[str, ...]
+    warnings: tuple[str, ...]
+
+
+def _offline_keys(
+    inventory: Inventory, keys: KeyDir
+) -> tuple[Inventory, dict[str, PrivateKey], list[str]]:
+    """Every node's offline private key, making the missing ones; the inventory gets the public keys."""
+    private: dict[str, PrivateKey] = {}
+    made: list[str] = []
+    problems: list[ValidationError] = []
+    for node in inventory:
+        key = keys.get(node.name)
+        if key is None:
+            if node.public_key is not None:
+                problems.append(
+                    ValidationError(
+                        f"node {node.name!r}: its public key is in the inventory but its private key "
+                        f"is not in {keys.path}/ (it was made on the host by 'apply')",
+                        "offline render needs every key locally: remove 'public_key' from the node "
+                        "to make a new key pair (the host then needs the new config), or use 'apply'",
+                    )
+                )
+                continue
+            key = PrivateKey.generate()
+            made.append(node.name)
+        elif node.public_key is not None and key.public_key() != node.public_key:
+            problems.append(
+                ValidationError(
+                    f"node {node.name!r}: the key in {keys.path}/{node.name}.key does not match the "
+                    "inventory's public_key",
+                    "restore the right key file, or remove one of them to start over with a new key",
+                )
+            )
+            continue
+        private[node.name] = key
+    if problems:
+        from wiremesh.model.inventory import InvalidInventory
+
+        raise InvalidInventory(problems, "render")
+    for name in made:
+        keys.put(name, private[name])
+    updated = inventory
+    for node in inventory:
+        if node.public_key is None:
+            updated = updated.with_node(replace(node, public_key=private[node.name].public_key()))
+    return updated, private, made
+
+
+def render_all(file: InventoryFile, out_dir: Path) -> RenderReport:
+    """Write ``<out>/<node>/<interface>.conf`` (0600) for every node."""
+    keys = KeyDir.beside(file.path)
+    with file.edit() as edit:
+        inventory, private, made = _offline_keys(edit.inventory, keys)
+        edit.inventory = inventory
+    if not inventory.nodes:
+        raise ValidationError(
+            "the inventory has no nodes", "add some with 'wiremesh node add NAME'"
+        )
+    written: list[Path] = []
+    memo: dict[int, str] = {}
+    devices = wanted_mesh(inventory)
+    try:
+        out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for node in inventory:
+            text = render(
+                devices[node.name],
+                LiteralKey(private[node.name]),
+                f"node {node.name} of mesh {inventory.mesh.name}",
+                memo,
+            )
+            node_dir = out_dir / node.name
+            node_dir.mkdir(mode=0o700, exist_ok=True)
+            os.chmod(node_dir, 0o700)
+            path = node_dir / f"{inventory.mesh.interface}.conf"
+            write_atomic(path, text.encode(), 0o600)
+            written.append(path)
+    except OSError as exc:
+        raise OperationError(
+            f"cannot write configs to {out_dir}: {exc.strerror}",
+            "check the directory and its permissions",
+        ) from None
+    return RenderReport(tuple(written), tuple(made), tuple(keys.warnings()))
+
+
+def show(file: InventoryFile, name: str, reveal: bool) -> str:
+    """One node's config as text: the private key hidden unless ``reveal``."""
+    inventory = file.load().inventory
+    node = inventory.node(name)
+    keys = KeyDir.beside(file.path)
+    source: KeySource
+    if reveal:
+        key = keys.get(node.name)
+        if key is None:
+            raise ValidationError(
+                f"node {name!r} has no private key in {keys.path}/",
+                "keys made by 'apply' stay on the host; 'wiremesh render' makes offline keys",
+            )
+        source = LiteralKey(key)
+    elif keys.get(node.name) is not None:
+        source = HiddenKey(f"in {keys.path}/{node.name}.key; --reveal shows it")
+    else:
+        source = HiddenKey(f"on the host, /etc/wireguard/{inventory.mesh.interface}.key")
+    return render(
+        wanted_device(inventory, node), source, f"node {node.name} of mesh {inventory.mesh.name}"
+    )

@@ -107,7 +107,7 @@ def run_rm(args: argparse.Namespace, ctx: Context) -> int:
 
 def run_ls(args: argparse.Namespace, ctx: Context) -> int:
     """``node ls``."""
-    inventory = InventoryFile(ctx.inventory_path).load().inventory
+    inventory = InventoryFile(ctx.inventory_path).load()
     records = [node_record(inventory, n) for n in inventory]
     if args.json:
         ctx.out.json(

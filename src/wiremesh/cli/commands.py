@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from wiremesh.cli import cmd_lab
+
 from wiremesh.cli import cmd_import, cmd_init, cmd_node, cmd_render
 
 if TYPE_CHECKING:

@@ -22,8 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
+import re
+import tomllib
+
 import tomlkit
-from tomlkit.exceptions import ParseError
 from tomlkit.items import AoT, Table
 from tomlkit.toml_document import TOMLDocument
 
@@ -78,14 +80,6 @@ TOP_KEYS = ("version", "mesh", "node")
 
 # Migrations from version N to N+1, applied in order on load (none yet: version 1 is the first).
 MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
-
-
-@dataclass(frozen=True)
-class Loaded:
-    """A loaded inventory: the document to edit, and the validated values."""
-
-    document: TOMLDocument
-    inventory: Inventory
 
 
 def _unknown_keys(
@@ -163,13 +157,21 @@ def _node_tables(data: dict[str, Any], source: str) -> list[dict[str, Any]]:
     return nodes
 
 
-def parse_document(document: TOMLDocument, source: str) -> Inventory:
-    """Validate a parsed TOML document into an :class:`Inventory`.
+@dataclass(frozen=True)
+class Loaded:
+    """A validated inventory, and whether loading allocated addresses the file does not hold yet."""
+
+    inventory: Inventory
+    allocated: bool
+
+
+def parse_data(data: dict[str, Any], source: str) -> Loaded:
+    """Validate parsed TOML data into an :class:`Inventory`.
 
     Nodes without ``address`` (or ``address6`` when the mesh has ``cidr6``) get the lowest free one,
-    in file order; :func:`update_document` then writes it into the file.
+    in file order; :func:`update_text` then writes it into the file.
     """
-    data = _version(document.unwrap(), source)
+    data = _version(data, source)
     problems: list[ValidationError] = _unknown_keys(data, TOP_KEYS, "top level")
     mesh_table = data.get("mesh")
     if not isinstance(mesh_table, dict):
@@ -186,8 +188,10 @@ def parse_document(document: TOMLDocument, source: str) -> Inventory:
     if problems or "cidr" not in mesh_values:
         raise InvalidInventory(problems, source)
     mesh = MeshSettings(**mesh_values)
+    before = sum(len(v) for v in node_values)
     nodes = _with_addresses(mesh, node_values)
-    return validate(Inventory(mesh, tuple(nodes)), source)
+    allocated = sum(len(v) for v in node_values) != before
+    return Loaded(validate(Inventory(mesh, tuple(nodes)), source), allocated)
 
 
 def _with_addresses(mesh: MeshSettings, node_values: list[dict[str, Any]]) -> list[Node]:
@@ -206,20 +210,21 @@ def _with_addresses(mesh: MeshSettings, node_values: list[dict[str, Any]]) -> li
 
 
 def loads(text: str, source: str = "wiremesh.toml") -> Loaded:
-    """Parse inventory text; a TOML syntax error names the line and column."""
+    """Parse and validate inventory text; a TOML syntax error names the line and column.
+
+    Reading uses the standard library's tomllib (several times faster than tomlkit on big meshes);
+    tomlkit is used only to write changes back into the user's text.
+    """
     try:
-        document = tomlkit.parse(text)
-    except ParseError as exc:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        found = re.search(r"^(.*) \(at line (\d+), column (\d+)\)$", str(exc))
+        where = f" at line {found[2]}, column {found[3]}: {found[1]}" if found else f": {exc}"
         raise ValidationError(
-            f"{source}: TOML syntax error at line {exc.line}, column {exc.col}: {_reason(exc)}",
+            f"{source}: TOML syntax error{where}",
             "fix the file by hand (an editor with TOML support helps); nothing was changed",
         ) from None
-    return Loaded(document, parse_document(document, source))
-
-
-def _reason(exc: ParseError) -> str:
-    text = str(exc)
-    return text.split(" at line ", maxsplit=1)[0]
+    return parse_data(data, source)
 
 
 # --- writing ----------------------------------------------------------------------------------
@@ -322,6 +327,11 @@ def new_document(inventory: Inventory, comment: str | None = None) -> TOMLDocume
     return update_document(document, inventory)
 
 
-def dumps(document: TOMLDocument) -> str:
-    """The document's text."""
-    return tomlkit.dumps(document)
+def update_text(text: str, inventory: Inventory) -> str:
+    """``text`` (a valid inventory) edited to describe ``inventory``, keeping everything else."""
+    return tomlkit.dumps(update_document(tomlkit.parse(text), inventory))
+
+
+def new_text(inventory: Inventory, comment: str | None = None) -> str:
+    """The text of a new inventory file."""
+    return tomlkit.dumps(new_document(inventory, comment))

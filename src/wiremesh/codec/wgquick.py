@@ -139,11 +139,12 @@ def render(
     if memo is None:
         parts.extend(_peer_block(device, peer) for peer in device.peers)
     else:
-        for peer in device.peers:
-            block = memo.get(id(peer))
+        blocks = [memo.get(id(peer)) for peer in device.peers]
+        for i, block in enumerate(blocks):
             if block is None:
-                block = memo[id(peer)] = _peer_block(device, peer)
-            parts.append(block)
+                peer = device.peers[i]
+                blocks[i] = memo[id(peer)] = _peer_block(device, peer)
+        parts.extend(b for b in blocks if b is not None)
     return "".join(parts)
 
 

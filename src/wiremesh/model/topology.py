@@ -46,11 +46,13 @@ def endpoint_toward(inventory: Inventory, local: Node, peer: Node) -> Endpoint |
     return chosen.with_port(inventory.listen_port(peer))
 
 
-PeerCache = dict[tuple[str, bool, int | None], WantedPeer]
-
-
 def _uses_private(local: Node, peer: Node) -> bool:
     return local.site is not None and local.site == peer.site and peer.private_endpoint is not None
+
+
+def _keepalive(inventory: Inventory, node: Node) -> int | None:
+    keepalive = inventory.mesh.keepalive
+    return keepalive if node.endpoint is None and keepalive > 0 else None
 
 
 def _peer(inventory: Inventory, local: Node, other: Node, keepalive: int | None) -> WantedPeer:
@@ -63,38 +65,41 @@ def _peer(inventory: Inventory, local: Node, other: Node, keepalive: int | None)
     )
 
 
-def _device(inventory: Inventory, node: Node, cache: PeerCache | None) -> WantedDevice:
-    mesh = inventory.mesh
-    keepalive = mesh.keepalive if node.endpoint is None and mesh.keepalive > 0 else None
-    peers: list[WantedPeer] = []
-    for other in inventory.nodes:
-        if other.name == node.name:
-            continue
-        if cache is None:
-            peers.append(_peer(inventory, node, other, keepalive))
-            continue
-        # A peer looks the same from every node with the same site relation and keepalive, so a
-        # full mesh of N nodes needs about N peer values, not N*(N-1).
-        key = (other.name, _uses_private(node, other), keepalive)
-        peer = cache.get(key)
-        if peer is None:
-            peer = cache[key] = _peer(inventory, node, other, keepalive)
-        peers.append(peer)
-    interface = WantedInterface(
-        name=mesh.interface,
+def _interface(inventory: Inventory, node: Node) -> WantedInterface:
+    return WantedInterface(
+        name=inventory.mesh.interface,
         addresses=node_addresses(inventory, node),
         listen_port=inventory.listen_port(node),
-        mtu=mesh.mtu,
+        mtu=inventory.mesh.mtu,
     )
-    return WantedDevice(node=node.name, interface=interface, peers=tuple(peers))
 
 
 def wanted_device(inventory: Inventory, node: Node) -> WantedDevice:
     """The device wanted on ``node``: its interface and one peer per other node."""
-    return _device(inventory, node, None)
+    keepalive = _keepalive(inventory, node)
+    peers = tuple(
+        _peer(inventory, node, o, keepalive) for o in inventory.nodes if o.name != node.name
+    )
+    return WantedDevice(node=node.name, interface=_interface(inventory, node), peers=peers)
 
 
 def wanted_mesh(inventory: Inventory) -> dict[str, WantedDevice]:
-    """The wanted device of every node, by node name (peer values are shared between devices)."""
-    cache: PeerCache = {}
-    return {node.name: _device(inventory, node, cache) for node in inventory.nodes}
+    """The wanted device of every node, by node name; equal to :func:`wanted_device` for each.
+
+    A peer looks the same from every node of the same site with the same keepalive, so the peer
+    values are made once per (site, keepalive) class and shared: a full mesh of N nodes costs about N
+    peer values, not N*(N-1). That keeps ``render`` of 1,000 nodes well under a second of model work.
+    """
+    nodes = inventory.nodes
+    classes: dict[tuple[str | None, int | None], list[WantedPeer]] = {}
+    out: dict[str, WantedDevice] = {}
+    for index, node in enumerate(nodes):
+        keepalive = _keepalive(inventory, node)
+        key = (node.site, keepalive)
+        row = classes.get(key)
+        if row is None:
+            # The entry for ``node`` itself is made too but never used: it keeps indices aligned.
+            row = classes[key] = [_peer(inventory, node, other, keepalive) for other in nodes]
+        peers = tuple(row[:index] + row[index + 1 :])
+        out[node.name] = WantedDevice(node.name, _interface(inventory, node), peers)
+    return out

@@ -100,7 +100,7 @@ def render_all(file: InventoryFile, out_dir: Path) -> RenderReport:
             node_dir.mkdir(mode=0o700, exist_ok=True)
             os.chmod(node_dir, 0o700)
             path = node_dir / f"{inventory.mesh.interface}.conf"
-            write_atomic(path, text.encode(), 0o600)
+            write_atomic(path, text.encode(), 0o600, durable=False)
             written.append(path)
     except OSError as exc:
         raise OperationError(
@@ -112,7 +112,7 @@ def render_all(file: InventoryFile, out_dir: Path) -> RenderReport:
 
 def show(file: InventoryFile, name: str, reveal: bool) -> str:
     """One node's config as text: the private key hidden unless ``reveal``."""
-    inventory = file.load().inventory
+    inventory = file.load()
     node = inventory.node(name)
     keys = KeyDir.beside(file.path)
     source: KeySource

@@ -15,9 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tomlkit.toml_document import TOMLDocument
-
-from wiremesh.codec.inventory_toml import Loaded, dumps, loads, new_document, update_document
+from wiremesh.codec.inventory_toml import loads, new_text, update_text
 from wiremesh.errors import OperationError, ValidationError
 from wiremesh.model.inventory import Inventory, validate
 from wiremesh.store.atomic import write_atomic
@@ -28,7 +26,6 @@ class Edit:
     """An inventory being edited: assign a new value to ``inventory``; it is saved on success."""
 
     inventory: Inventory
-    document: TOMLDocument
 
 
 class InventoryFile:
@@ -60,14 +57,14 @@ class InventoryFile:
         except OSError as exc:
             raise OperationError(f"cannot read {self.path}: {exc.strerror}") from None
 
-    def load(self) -> Loaded:
+    def load(self) -> Inventory:
         """Read and validate the inventory."""
-        return loads(self._read(), str(self.path))
+        return loads(self._read(), str(self.path)).inventory
 
     def create(self, inventory: Inventory, comment: str | None = None) -> None:
         """Write a new inventory; refuses to overwrite an existing file."""
         validate(inventory, str(self.path))
-        text = dumps(new_document(inventory, comment))
+        text = new_text(inventory, comment)
         try:
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
@@ -112,10 +109,12 @@ class InventoryFile:
         with self._locked():
             original = self._read()
             loaded = loads(original, str(self.path))
-            edit = Edit(loaded.inventory, loaded.document)
+            edit = Edit(loaded.inventory)
             yield edit
+            if edit.inventory == loaded.inventory and not loaded.allocated:
+                return  # nothing to write: skip tomlkit's (slow) round trip
             validate(edit.inventory, str(self.path))
-            text = dumps(update_document(edit.document, edit.inventory))
+            text = update_text(original, edit.inventory)
             if text != original:
                 # Keep the file's mode (the user may have chosen it); 0644 is the default.
                 try:

@@ -18,12 +18,11 @@ Format version 1::
 
 from __future__ import annotations
 
+import re
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
-
-import re
-import tomllib
 
 import tomlkit
 from tomlkit.items import AoT, Table

@@ -1,0 +1,30 @@
+"""Emulated hosts in namespaces, with real WireGuard and real SSH (``wiremesh lab``, and the tests).
+
+The API, independent of the CLI::
+
+    lab = Lab.up(Path(".wiremesh-lab"), hosts=3)   # lab1..lab3 on 198.51.100.11..13
+    lab.exec("lab1", ["wg", "show"])              # inside lab1's namespaces
+    subprocess.run(lab.ssh_argv("lab2", ["hostname"]))
+    lab.down()                                     # or Lab.open(dir).down(), or down_dir(dir)
+
+A host has its own network, mount, UTS and PID namespaces, its own sshd and private /etc/wireguard,
+/etc/ssh, /run, /root and /tmp, with /etc and /var/lib as overlays. See design.md section 4.
+"""
+
+from wiremesh.lab.lab import Checkpoint, Lab, LabCommandError, LabHost, Progress, down_dir
+from wiremesh.lab.layout import MAX_HOSTS, MIN_HOSTS, UNDERLAY
+from wiremesh.lab.state import MACHINE_DIR, MachineRecord
+
+__all__ = [
+    "MACHINE_DIR",
+    "MAX_HOSTS",
+    "MIN_HOSTS",
+    "UNDERLAY",
+    "Checkpoint",
+    "Lab",
+    "LabCommandError",
+    "LabHost",
+    "MachineRecord",
+    "Progress",
+    "down_dir",
+]

@@ -1,0 +1,221 @@
+"""``wiremesh lab``: emulated hosts in namespaces to try wiremesh on, on this machine (needs root)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shlex
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from wiremesh.cli.context import Context
+from wiremesh.errors import OperationError
+from wiremesh.lab import MAX_HOSTS, MIN_HOSTS, Lab, down_dir
+from wiremesh.lab.host import console_env
+from wiremesh.lab.prereq import require_root
+
+DEFAULT_DIR = ".wiremesh-lab"
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``wiremesh lab up|down|ls|exec``."""
+    lab = sub.add_parser(
+        "lab",
+        help="emulated hosts on this machine to try a mesh on (root)",
+        description="Emulated Linux hosts lab1..labN in namespaces on this machine, each with its own "
+        "sshd and private /etc/wireguard, /etc/ssh, /run, /root and /tmp, on a bridge on "
+        "198.51.100.0/24. Needs root. Only one lab runs on a machine at a time.",
+    )
+    lab_sub = lab.add_subparsers(dest="lab_command", metavar="SUBCOMMAND", parser_class=type(lab))
+    lab_sub.required = True
+
+    up = lab_sub.add_parser(
+        "up",
+        help="create lab hosts, an ssh_config and an inventory in DIR",
+        description="Create hosts lab1..labN. DIR receives an SSH identity, known_hosts, ssh_config and "
+        "a ready inventory wiremesh.toml.",
+    )
+    up.add_argument(
+        "-n",
+        "--hosts",
+        type=int,
+        required=True,
+        metavar="N",
+        help=f"how many hosts ({MIN_HOSTS}..{MAX_HOSTS})",
+    )
+    _dir_option(up)
+    up.set_defaults(handler=run_up)
+
+    down = lab_sub.add_parser(
+        "down", help="remove the lab: processes, namespaces, links, mounts, sysctls, files"
+    )
+    _dir_option(down)
+    down.set_defaults(handler=run_down)
+
+    ls = lab_sub.add_parser("ls", help="list the lab hosts")
+    _dir_option(ls)
+    ls.add_argument("--json", action="store_true", help="print JSON for scripts")
+    ls.set_defaults(handler=run_ls)
+
+    ex = lab_sub.add_parser(
+        "exec",
+        help="run a command inside a lab host, as on its console",
+        description="Run CMD as root inside HOST's namespaces (a login shell if CMD is omitted). "
+        "The exit code of CMD is passed through.",
+    )
+    _dir_option(ex)
+    ex.add_argument("host", metavar="HOST", help="a lab host, e.g. lab1")
+    ex.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD", help="the command and args")
+    ex.set_defaults(handler=run_exec)
+
+
+def _dir_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dir",
+        default=DEFAULT_DIR,
+        metavar="DIR",
+        help=f"the lab directory (default: ./{DEFAULT_DIR})",
+    )
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """Let SIGTERM unwind like Ctrl-C during ``up``, so the half-made lab is removed again."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        old = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def run_up(args: argparse.Namespace, ctx: Context) -> int:
+    """``lab up``: create the lab, with a progress bar on a terminal, then say how to use it."""
+    directory = Path(args.dir)
+    started = time.monotonic()
+    with _sigterm_unwinds():
+        if ctx.out.stderr_is_terminal:
+            with Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=ctx.out.err_console,
+                transient=True,
+            ) as bar:
+                task = bar.add_task("checking", total=args.hosts)
+
+                def progress(phase: str, done: int, total: int) -> None:
+                    bar.update(task, description=phase, completed=done, total=total)
+
+                lab = Lab.up(directory, args.hosts, progress=progress)
+        else:
+            lab = Lab.up(directory, args.hosts)
+    elapsed = time.monotonic() - started
+
+    d = shlex.quote(args.dir)
+    first = lab.hosts[0].name
+    out = ctx.out
+    out.line(
+        f"[green]lab up:[/green] {len(lab.hosts)} hosts "
+        f"({lab.hosts[0].underlay_ip}..{lab.hosts[-1].underlay_ip}) in {escape(str(lab.dir))} "
+        f"({elapsed:.1f} s)"
+    )
+    out.line("next:")
+    for what, cmd in (
+        ("the inventory", f"wiremesh -f {d}/wiremesh.toml node ls"),
+        ("ssh to a host", f"ssh -F {d}/ssh_config {first}"),
+        ("a console", f"wiremesh lab exec --dir {d} {first} -- ip addr"),
+        ("the hosts", f"wiremesh lab ls --dir {d}"),
+        ("remove it all", f"wiremesh lab down --dir {d}"),
+    ):
+        out.line(f"  {what + ':':<15} {escape(cmd)}")
+    return 0
+
+
+def run_down(args: argparse.Namespace, ctx: Context) -> int:
+    """``lab down``: remove everything; a missing lab is not an error (nothing to do)."""
+    require_root()
+    directory = Path(args.dir)
+    if down_dir(directory):
+        ctx.out.line(f"lab in {escape(str(directory.absolute()))} is down")
+    else:
+        ctx.out.info(f"no lab in {escape(str(directory.absolute()))}; nothing to do")
+    return 0
+
+
+def run_ls(args: argparse.Namespace, ctx: Context) -> int:
+    """``lab ls``: hosts, underlay address, PID 1, whether the host and its sshd run."""
+    require_root()
+    lab = Lab.open(Path(args.dir))
+    rows = []
+    for h in lab.hosts:
+        running = lab.is_running(h.name)
+        rows.append(
+            {
+                "name": h.name,
+                "underlay_ip": str(h.underlay_ip),
+                "pid": h.pid,
+                "netns": h.netns,
+                "running": running,
+                "sshd": running and lab.sshd_pid(h.name) is not None,
+            }
+        )
+    if args.json:
+        ctx.out.json({"dir": str(lab.dir), "complete": lab.complete, "hosts": rows})
+        return 0
+    if not lab.complete:
+        ctx.out.warn(
+            f"the lab in {escape(str(lab.dir))} is incomplete (its `up` did not finish); "
+            f"remove it with: wiremesh lab down --dir {escape(shlex.quote(args.dir))}"
+        )
+    table = Table(title=f"lab in {escape(str(lab.dir))}", title_justify="left")
+    for column in ("HOST", "UNDERLAY", "PID", "NETNS", "HOST UP", "SSHD"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(
+            str(r["name"]),
+            str(r["underlay_ip"]),
+            str(r["pid"]),
+            str(r["netns"]),
+            "yes" if r["running"] else "[red]no[/red]",
+            "yes" if r["sshd"] else "[red]no[/red]",
+        )
+    ctx.out.table(table)
+    return 0
+
+
+def run_exec(args: argparse.Namespace, ctx: Context) -> int:
+    """``lab exec HOST -- CMD``: run CMD in the host with the caller's terminal; pass its exit code."""
+    require_root()
+    cmd = list(args.cmd)
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    if not cmd:
+        cmd = ["/bin/bash", "-l"] if os.path.exists("/bin/bash") else ["/bin/sh", "-l"]
+    lab = Lab.open(Path(args.dir))
+    argv = lab.exec_argv(args.host, cmd)
+    term = {"TERM": ctx.env["TERM"]} if "TERM" in ctx.env else {}
+    try:
+        proc = subprocess.run(argv, env=console_env(term), check=False)
+    except OSError as exc:
+        raise OperationError(f"cannot run nsenter: {exc}", hint="install util-linux") from exc
+    if proc.returncode < 0:  # killed by a signal: report it the way a shell does
+        return 128 - proc.returncode
+    return proc.returncode

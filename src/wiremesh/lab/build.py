@@ -22,8 +22,10 @@ from wiremesh.lab.teardown import release_machine, teardown
 READY_TIMEOUT = 60.0
 """Seconds for every host to have sshd listening (50 hosts need about 3 here)."""
 
-OUR_FILES = (STATE_FILE, sshkeys.IDENTITY, f"{sshkeys.IDENTITY}.pub", sshkeys.KNOWN_HOSTS,
-             sshkeys.SSH_CONFIG, INVENTORY, "hosts")  # fmt: skip
+OUR_FILES = (
+    *(STATE_FILE, sshkeys.IDENTITY, f"{sshkeys.IDENTITY}.pub", sshkeys.KNOWN_HOSTS),
+    *(sshkeys.SSH_CONFIG, INVENTORY, "hosts"),
+)
 """Names ``lab up`` creates in DIR; it refuses a DIR where one of them exists already."""
 
 FORBIDDEN_PARENTS = ("/etc", "/var/lib", "/proc", "/sys", "/dev")

@@ -1,0 +1,162 @@
+"""Integration-tier fixtures: lab hosts that are always torn down, and checks that nothing is left.
+
+Use ``lab`` (module scope: one 3-host lab shared by a module's tests) or ``lab_factory`` (function scope:
+``lab_factory(hosts=2)`` makes a lab in the test's tmp dir; every lab it made goes down after the test,
+passed or failed). Only one lab runs on a machine at a time, so a module uses one or the other.
+
+Tests marked ``root`` fail, not skip, when not run as root: CI runs them as root, and a skipped
+integration tier would hide that nothing was tested.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from wiremesh.lab import Lab, MachineRecord, down_dir, procs
+from wiremesh.lab.network import existing_links, existing_netns
+from wiremesh.lab.prereq import PROGRAMS, find_program
+from wiremesh.lab.state import LabState, ProcRef
+from wiremesh.lab.sysctl import NEIGH_LIMITS, read
+
+LAB_WAIT = 300.0
+"""Seconds a fixture waits for another lab on the machine (someone else's test run) to go away."""
+
+LAB_NETNS = re.compile(r"^wm-lab\d+$")
+LAB_LINK = re.compile(r"^wm-(pub|lab\d+-.+)$")
+
+
+@pytest.fixture(autouse=True)
+def _root_tier(request: pytest.FixtureRequest) -> None:
+    """Fail a ``root`` test at once, with the reason, when the machine cannot run it."""
+    if request.node.get_closest_marker("root") is None:
+        return
+    if os.geteuid() != 0:
+        pytest.fail(
+            "integration tests need root (namespaces, bridges, wireguard-go): run them as root, "
+            "as CI does; select the other tiers with `pytest tests/unit tests/golden`",
+            pytrace=False,
+        )
+    missing = [f"{p} ({pkg})" for p, pkg in PROGRAMS.items() if find_program(p) is None]
+    if missing:
+        pytest.fail(
+            f"integration tests need: {', '.join(missing)}; run ./scripts/install-deps",
+            pytrace=False,
+        )
+
+
+def sysctl_snapshot() -> dict[str, str | None]:
+    """The current values of the sysctls a lab raises."""
+    return {key: read(key) for key in NEIGH_LIMITS}
+
+
+@dataclass
+class LabFootprint:
+    """Everything of one lab to check after it went down: names, processes, paths."""
+
+    dir: Path
+    netns: list[str]
+    links: list[str]
+    processes: list[ProcRef] = field(default_factory=list)
+
+    @staticmethod
+    def of(directory: Path) -> LabFootprint:
+        """Read the footprint from the lab's state file, with every process now in its namespaces."""
+        state = LabState.load(directory)
+        found = [h.init for h in state.hosts if h.init] + [
+            h.launcher for h in state.hosts if h.launcher
+        ]
+        for ns in state.netns:
+            for pid in procs.pids_in_netns(Path("/run/netns") / ns):
+                ref = procs.ref(pid)
+                if ref:
+                    found.append(ref)
+        return LabFootprint(
+            dir=directory.absolute(),
+            netns=list(state.netns),
+            links=[*state.bridges, *state.veths],
+            processes=found,
+        )
+
+
+def mounts_mentioning(text: str) -> list[str]:
+    """Mount entries, in any process's mount namespace, whose line mentions ``text``."""
+    hits = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            lines = (entry / "mountinfo").read_text().splitlines()
+        except OSError:
+            continue
+        hits += [f"pid {entry.name}: {line}" for line in lines if text in line]
+    return hits
+
+
+def assert_lab_gone(footprint: LabFootprint, sysctls_before: dict[str, str | None]) -> None:
+    """Check each kind of resource explicitly: namespaces, veths, bridge, mounts, processes, sysctls."""
+    netns = existing_netns()
+    assert not [n for n in footprint.netns if n in netns], f"netns left: {netns}"
+    assert not [n for n in netns if LAB_NETNS.match(n)], f"lab netns left: {netns}"
+    links = existing_links()
+    assert not [n for n in footprint.links if n in links], f"links left: {links}"
+    assert not [n for n in links if LAB_LINK.match(n)], f"lab links (veth/bridge) left: {links}"
+    assert not mounts_mentioning(str(footprint.dir)), mounts_mentioning(str(footprint.dir))
+    assert not mounts_mentioning("/run/netns/wm-lab"), mounts_mentioning("/run/netns/wm-lab")
+    alive = [p.pid for p in footprint.processes if procs.is_alive(p)]
+    assert not alive, f"lab processes still alive: {alive}"
+    assert sysctl_snapshot() == sysctls_before, "sysctls not restored"
+    record = MachineRecord.load()
+    assert record is None or record.dir != footprint.dir, "machine record still names the lab"
+    assert not (footprint.dir / "lab.json").exists(), "state file left"
+    assert not (footprint.dir / "hosts").exists(), "host files left"
+
+
+@pytest.fixture
+def sysctls_before() -> dict[str, str | None]:
+    """The neighbour-table sysctls before the test made any lab."""
+    return sysctl_snapshot()
+
+
+LabFactory = Callable[..., Lab]
+
+
+@pytest.fixture
+def lab_factory(tmp_path: Path) -> Iterator[LabFactory]:
+    """``make(hosts=3, name="lab", **up_options) -> Lab`` in ``tmp_path/name``; all go down afterwards."""
+    made: list[Path] = []
+
+    def make(hosts: int = 3, name: str = "lab", **options: object) -> Lab:
+        directory = tmp_path / name
+        made.append(directory)
+        return Lab.up(directory, hosts, wait=LAB_WAIT, **options)  # type: ignore[arg-type]
+
+    try:
+        yield make
+    finally:
+        errors = []
+        for directory in reversed(made):
+            try:
+                down_dir(directory)
+            except Exception as exc:
+                errors.append(f"{directory}: {exc}")
+        if errors:
+            pytest.fail("lab teardown failed: " + "; ".join(errors), pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """One 3-host lab shared by the tests of a module, taken down after the module."""
+    if os.geteuid() != 0:
+        pytest.fail("the lab fixture needs root", pytrace=False)
+    directory = tmp_path_factory.mktemp("lab") / "lab"
+    made = Lab.up(directory, 3, wait=LAB_WAIT)
+    try:
+        yield made
+    finally:
+        made.down()

@@ -1,0 +1,239 @@
+"""Issue 3, "it must show" 2: after `lab down`, a failing test, a failed or a crashed `up`, nothing is left.
+
+Each test checks every kind of resource explicitly (see ``assert_lab_gone``): namespaces, veths, the
+bridge, mounts in any mount namespace, the lab's processes (hosts' PID 1, launchers, sshd, wireguard-go,
+anything in a host), the neighbour-table sysctls, the machine record and the files in DIR.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import cli
+from tests.integration.conftest import (
+    LAB_WAIT,
+    LabFactory,
+    LabFootprint,
+    assert_lab_gone,
+    sysctl_snapshot,
+)
+from wiremesh.lab import Lab, MachineRecord, down_dir, procs
+from wiremesh.lab.state import LabState, ProcRef
+from wiremesh.lab.sysctl import NEIGH_LIMITS
+
+pytestmark = pytest.mark.root
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _busy(lab: Lab) -> None:
+    """Give the lab more to clean up: wireguard-go, an ssh session's leftovers, a file in /etc."""
+    lab.exec("lab1", ["sh", "-c", "wireguard-go wg0 2>/dev/null; echo x > /etc/wireguard/x"])
+    subprocess.run(
+        [*lab.ssh_argv("lab2", ["sh", "-c", "'sleep 600 >/dev/null 2>&1 &'"])],
+        check=True,
+        timeout=30,
+    )
+
+
+def test_sysctls_are_raised_while_the_lab_runs(
+    lab_factory: LabFactory, sysctls_before: dict[str, str | None]
+) -> None:
+    lab_factory(1)
+    now = sysctl_snapshot()
+    for key, wanted in NEIGH_LIMITS.items():
+        if now[key] is not None:
+            assert int(now[key] or 0) >= wanted, key
+    record = MachineRecord.load()
+    assert record is not None
+    for key, original in record.sysctl_saved.items():
+        assert sysctls_before[key] == original
+
+
+def test_down_removes_everything(tmp_path: Path, sysctls_before: dict[str, str | None]) -> None:
+    lab = Lab.up(tmp_path / "lab", 3, wait=LAB_WAIT)
+    _busy(lab)
+    footprint = LabFootprint.of(lab.dir)
+    assert len(footprint.processes) >= 3 * 4  # launcher, PID 1, sleep, sshd per host, and more
+    r = cli("lab", "down", "--dir", lab.dir)
+    assert r.code == 0, r.err
+    assert_lab_gone(footprint, sysctls_before)
+    assert not lab.dir.exists()  # the lab made the directory, so it removes it
+    again = cli("lab", "down", "--dir", lab.dir)
+    assert again.code == 0
+    assert "nothing to do" in again.err
+
+
+def test_down_keeps_files_it_did_not_make(
+    tmp_path: Path, sysctls_before: dict[str, str | None]
+) -> None:
+    directory = tmp_path / "mine"
+    directory.mkdir()
+    (directory / "notes.txt").write_text("keep me")
+    lab = Lab.up(directory, 1, wait=LAB_WAIT)
+    footprint = LabFootprint.of(directory)
+    lab.down()
+    assert_lab_gone(footprint, sysctls_before)
+    assert sorted(p.name for p in directory.iterdir()) == ["notes.txt"]
+
+
+def test_an_exception_inside_the_with_block_tears_down(
+    tmp_path: Path, sysctls_before: dict[str, str | None]
+) -> None:
+    footprint = None
+    with pytest.raises(RuntimeError, match="on purpose"), Lab.up(tmp_path / "lab", 2) as lab:
+        _busy(lab)
+        footprint = LabFootprint.of(lab.dir)
+        raise RuntimeError("fails on purpose")
+    assert footprint is not None
+    assert_lab_gone(footprint, sysctls_before)
+
+
+INNER_TEST = """
+import json, os
+from pathlib import Path
+
+from tests.integration.conftest import LabFootprint, lab_factory  # noqa: F401 (a fixture)
+
+
+def test_fails_midway(lab_factory):
+    lab = lab_factory(2)
+    lab.exec("lab1", ["sh", "-c", "wireguard-go wg0 2>/dev/null"])
+    fp = LabFootprint.of(lab.dir)
+    Path(os.environ["FOOTPRINT"]).write_text(json.dumps({
+        "dir": str(fp.dir), "netns": fp.netns, "links": fp.links,
+        "processes": [[p.pid, p.start] for p in fp.processes],
+    }))
+    assert False, "fails on purpose, midway"
+"""
+
+
+def test_a_test_that_fails_midway_leaves_nothing(
+    tmp_path: Path, sysctls_before: dict[str, str | None]
+) -> None:
+    inner = tmp_path / "test_inner.py"
+    inner.write_text(textwrap.dedent(INNER_TEST))
+    report = tmp_path / "footprint.json"
+    r = subprocess.run(
+        [
+            *(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"),
+            *(f"--rootdir={REPO}", "-c", str(REPO / "pyproject.toml"), str(inner)),
+        ],
+        cwd=REPO,
+        env={**os.environ, "FOOTPRINT": str(report), "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert "1 failed" in r.stdout, r.stdout + r.stderr
+    assert "fails on purpose, midway" in r.stdout
+    value = json.loads(report.read_text())
+    footprint = LabFootprint(
+        dir=Path(value["dir"]),
+        netns=value["netns"],
+        links=value["links"],
+        processes=[ProcRef(pid, start) for pid, start in value["processes"]],
+    )
+    assert footprint.processes
+    assert_lab_gone(footprint, sysctls_before)
+
+
+@pytest.mark.parametrize("step", ["state", "network", "host:lab2", "ready", "files"])
+def test_a_failing_up_removes_what_it_made(
+    tmp_path: Path, sysctls_before: dict[str, str | None], step: str
+) -> None:
+    seen: list[LabFootprint] = []
+
+    def fail_at(where: str) -> None:
+        if where == step:
+            seen.append(LabFootprint.of(tmp_path / "lab"))
+            raise RuntimeError(f"injected failure at {where}")
+
+    with pytest.raises(RuntimeError, match="injected failure"):
+        Lab.up(tmp_path / "lab", 3, wait=LAB_WAIT, checkpoint=fail_at)
+    assert seen
+    assert_lab_gone(seen[0], sysctls_before)
+    assert not (tmp_path / "lab").exists()
+
+
+CRASH = """
+import os, signal, sys
+from pathlib import Path
+from wiremesh.lab import Lab
+
+def crash_at(where):
+    if where == sys.argv[2]:
+        os.kill(os.getpid(), signal.SIGKILL)  # a crash: no finally, no cleanup
+
+Lab.up(Path(sys.argv[1]), 3, checkpoint=crash_at)
+"""
+
+
+@pytest.mark.parametrize("step", ["state", "network", "host:lab1", "host:lab2", "ready"])
+def test_down_after_a_crashed_up_removes_everything(
+    tmp_path: Path, sysctls_before: dict[str, str | None], step: str
+) -> None:
+    directory = tmp_path / "lab"
+    r = subprocess.run(
+        [sys.executable, "-c", CRASH, str(directory), step],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == -signal.SIGKILL, r.stderr
+    try:
+        state = LabState.load(directory)
+        assert state.status == "creating"
+        footprint = LabFootprint.of(directory)
+        # The half-made lab blocks another one, and says how to remove it.
+        other = cli("lab", "up", "--hosts", "1", "--dir", tmp_path / "other")
+        assert other.code == 1
+        assert f"wiremesh lab down --dir {directory}" in other.err
+        if step.startswith("host:"):
+            assert footprint.processes  # hosts were running when it crashed
+            listed = cli("lab", "ls", "--dir", directory)
+            assert "incomplete" in listed.err
+    finally:
+        down_dir(directory)
+    assert_lab_gone(footprint, sysctls_before)
+    assert not (tmp_path / "other").exists()
+
+
+def test_a_stale_machine_record_does_not_block_a_new_lab(
+    tmp_path: Path, sysctls_before: dict[str, str | None]
+) -> None:
+    # An `up` that died after claiming the machine but before its state file: nothing was made.
+    MachineRecord(dir=tmp_path / "gone").save()
+    lab = Lab.up(tmp_path / "lab", 1, wait=LAB_WAIT)
+    footprint = LabFootprint.of(lab.dir)
+    lab.down()
+    assert_lab_gone(footprint, sysctls_before)
+    assert MachineRecord.load() is None
+
+
+def test_sigkilled_host_is_reported_and_cleaned(
+    lab_factory: LabFactory, sysctls_before: dict[str, str | None]
+) -> None:
+    lab = lab_factory(2)
+    init = procs.ref(lab.host("lab2").pid)
+    assert init is not None
+    os.kill(init.pid, signal.SIGKILL)
+    assert procs.wait_gone([init]) == []
+    listed = json.loads(cli("lab", "ls", "--dir", lab.dir, "--json").out)
+    assert [(h["name"], h["running"]) for h in listed["hosts"]] == [("lab1", True), ("lab2", False)]
+    r = cli("lab", "exec", "--dir", lab.dir, "lab2", "--", "true")
+    assert r.code == 1
+    assert "not running" in r.err
+    footprint = LabFootprint.of(lab.dir)
+    lab.down()
+    assert_lab_gone(footprint, sysctls_before)

@@ -53,6 +53,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     set_.set_defaults(handler=run_set)
     rm = nsub.add_parser("rm", help="remove a node (then 'apply' removes it from the hosts)")
     rm.add_argument("name", metavar="NAME")
+    rm.add_argument(
+        "--forget",
+        action="store_true",
+        help="do not tear the host down at the next apply (also drops a pending removal)",
+    )
     rm.set_defaults(handler=run_rm)
     ls = nsub.add_parser("ls", help="list nodes")
     ls.add_argument("--json", action="store_true", help="machine-readable output")
@@ -100,8 +105,16 @@ def run_set(args: argparse.Namespace, ctx: Context) -> int:
 
 def run_rm(args: argparse.Namespace, ctx: Context) -> int:
     """``node rm``."""
-    node = remove_node(InventoryFile(ctx.inventory_path), args.name)
-    ctx.out.info(f"removed node {node.name}; run 'wiremesh apply' to remove it from the hosts")
+    removal = remove_node(InventoryFile(ctx.inventory_path), args.name, args.forget)
+    if removal.forgotten:
+        ctx.out.info(f"dropped the pending removal of {removal.name}; its host is left as it is")
+    elif removal.pending:
+        ctx.out.info(
+            f"removed node {removal.name}; 'wiremesh apply' removes it from the other hosts "
+            "and takes its interface down"
+        )
+    else:
+        ctx.out.info(f"removed node {removal.name}; run 'wiremesh apply' to update the other hosts")
     return 0
 
 

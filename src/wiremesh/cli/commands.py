@@ -4,9 +4,25 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from wiremesh.cli import cmd_import, cmd_init, cmd_lab, cmd_node, cmd_render
+from wiremesh.cli import (
+    cmd_converge,
+    cmd_import,
+    cmd_init,
+    cmd_lab,
+    cmd_node,
+    cmd_render,
+    cmd_status,
+)
 
 if TYPE_CHECKING:
     from wiremesh.cli.main import CommandModule
 
-MODULES: list[CommandModule] = [cmd_init, cmd_node, cmd_render, cmd_import, cmd_lab]
+MODULES: list[CommandModule] = [
+    cmd_init,
+    cmd_node,
+    cmd_render,
+    cmd_import,
+    cmd_converge,
+    cmd_status,
+    cmd_lab,
+]

@@ -37,6 +37,7 @@ from wiremesh.model.inventory import (
     Inventory,
     MeshSettings,
     Node,
+    RemovedNode,
     did_you_mean,
     validate,
 )
@@ -75,7 +76,14 @@ NODE_FIELDS: tuple[Field, ...] = (
     Field("public_key", f.parse_public_key),
 )
 
-TOP_KEYS = ("version", "mesh", "node")
+REMOVED_FIELDS: tuple[Field, ...] = (
+    Field("name", f.parse_node_name, required=True),
+    Field("ssh", f.parse_ssh),
+    Field("endpoint", f.parse_endpoint),
+    Field("public_key", f.parse_public_key),
+)
+
+TOP_KEYS = ("version", "mesh", "node", "removed")
 
 # Migrations from version N to N+1, applied in order on load (none yet: version 1 is the first).
 MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
@@ -143,17 +151,17 @@ def _version(data: dict[str, Any], source: str) -> dict[str, Any]:
     return data
 
 
-def _node_tables(data: dict[str, Any], source: str) -> list[dict[str, Any]]:
-    nodes = data.get("node", [])
-    if isinstance(nodes, dict) or not isinstance(nodes, list):
+def _tables(data: dict[str, Any], key: str, source: str) -> list[dict[str, Any]]:
+    items = data.get(key, [])
+    if isinstance(items, dict) or not isinstance(items, list):
         raise ValidationError(
-            f"{source}: 'node' must be an array of tables",
-            "write each node as a [[node]] table (double brackets)",
+            f"{source}: '{key}' must be an array of tables",
+            f"write each entry as a [[{key}]] table (double brackets)",
         )
-    for item in nodes:
+    for item in items:
         if not isinstance(item, dict):
-            raise ValidationError(f"{source}: each 'node' entry must be a table ([[node]])")
-    return nodes
+            raise ValidationError(f"{source}: each '{key}' entry must be a table ([[{key}]])")
+    return items
 
 
 @dataclass(frozen=True)
@@ -180,17 +188,23 @@ def parse_data(data: dict[str, Any], source: str) -> Loaded:
         raise InvalidInventory(problems, source)
     mesh_values = _parse_table(mesh_table, MESH_FIELDS, "[mesh]", problems)
     node_values = []
-    for index, table in enumerate(_node_tables(data, source)):
+    for index, table in enumerate(_tables(data, "node", source)):
         name = table.get("name")
         where = f"node {name!r}" if isinstance(name, str) else f"node #{index + 1}"
         node_values.append(_parse_table(table, NODE_FIELDS, where, problems))
+    removed = []
+    for index, table in enumerate(_tables(data, "removed", source)):
+        name = table.get("name")
+        where = f"removed node {name!r}" if isinstance(name, str) else f"removed #{index + 1}"
+        removed.append(RemovedNode(**_parse_table(table, REMOVED_FIELDS, where, problems)))
     if problems or "cidr" not in mesh_values:
         raise InvalidInventory(problems, source)
     mesh = MeshSettings(**mesh_values)
     before = sum(len(v) for v in node_values)
     nodes = _with_addresses(mesh, node_values)
     allocated = sum(len(v) for v in node_values) != before
-    return Loaded(validate(Inventory(mesh, tuple(nodes)), source), allocated)
+    inventory = Inventory(mesh, tuple(nodes), tuple(removed))
+    return Loaded(validate(inventory, source), allocated)
 
 
 def _with_addresses(mesh: MeshSettings, node_values: list[dict[str, Any]]) -> list[Node]:
@@ -260,7 +274,7 @@ def _sync_table(
         table[key] = _as_toml(new)
 
 
-def _values(obj: MeshSettings | Node) -> dict[str, Any]:
+def _values(obj: MeshSettings | Node | RemovedNode) -> dict[str, Any]:
     return {fl.name: getattr(obj, fl.name) for fl in fields(obj)}
 
 
@@ -284,28 +298,41 @@ def update_document(document: TOMLDocument, inventory: Inventory) -> TOMLDocumen
     assert isinstance(mesh_table, Table)
     _sync_table(mesh_table, MESH_FIELDS, _values(inventory.mesh), _mesh_defaults())
 
-    if "node" not in document:
-        if not inventory.nodes:
-            return document
-        document.append("node", tomlkit.aot())
-    aot = document["node"]
+    _sync_aot(document, "node", NODE_FIELDS, inventory.nodes)
+    _sync_aot(document, "removed", REMOVED_FIELDS, inventory.removed)
+    return document
+
+
+def _sync_aot(
+    document: TOMLDocument,
+    key: str,
+    spec: tuple[Field, ...],
+    records: tuple[Node, ...] | tuple[RemovedNode, ...],
+) -> None:
+    """Make the array of tables ``key`` hold ``records`` (matched by name), editing in place."""
+    if key not in document:
+        if not records:
+            return
+        document.append(key, tomlkit.aot())
+    aot = document[key]
     assert isinstance(aot, AoT)
-    wanted: dict[str, Node] = {n.name: n for n in inventory.nodes}
+    wanted: dict[str, Node | RemovedNode] = {r.name: r for r in records}
     for index in reversed(range(len(aot.body))):
         if aot.body[index].get("name") not in wanted:
             del aot[index]
     present: set[str] = set()
     for table in aot.body:
-        node = wanted[str(table.get("name"))]
-        _sync_table(table, NODE_FIELDS, _values(node), {})
-        present.add(node.name)
-    for node in inventory.nodes:
-        if node.name not in present:
+        record = wanted[str(table.get("name"))]
+        _sync_table(table, spec, _values(record), {})
+        present.add(record.name)
+    for record in records:
+        if record.name not in present:
             table = tomlkit.table()
-            table.trivia.indent = "\n"  # a blank line before each new [[node]]
-            _sync_table(table, NODE_FIELDS, _values(node), {})
+            table.trivia.indent = "\n"  # a blank line before each new table
+            _sync_table(table, spec, _values(record), {})
             aot.append(table)
-    return document
+    if not aot.body:
+        del document[key]
 
 
 def new_document(inventory: Inventory, comment: str | None = None) -> TOMLDocument:

@@ -39,11 +39,13 @@ class HiddenKey:
 
 @dataclass(frozen=True)
 class KeyFile:
-    """A key file on the host, loaded by ``PostUp = wg set %i private-key FILE``.
+    """The key stays in a file on the host; the host adds the ``PrivateKey`` line to the config.
 
-    The operator never holds the key: the file is created on the host and the config only names it.
-    ``wg-quick strip`` drops PostUp, and ``wg syncconf`` leaves the private key alone when the
-    stripped config has none (wg(8) setconf.c only sets what the file sets).
+    The operator never holds the key: the text rendered here has no ``PrivateKey`` line, and the
+    host's write step inserts it from ``path`` (see :func:`wiremesh.remote.scripts.write_config`).
+    The key must be in the file itself, not loaded by a PostUp: ``wg setconf``/``wg syncconf`` of a
+    config without ``PrivateKey`` clears the interface's key (wg(8) config.c sets
+    WGDEVICE_HAS_PRIVATE_KEY for every non-append config), which would break every session.
     """
 
     path: str
@@ -133,8 +135,6 @@ def render(
     lines.append(f"ListenPort = {iface.listen_port}")
     if iface.mtu is not None:
         lines.append(f"MTU = {iface.mtu}")
-    if isinstance(key, KeyFile):
-        lines.append(f"PostUp = wg set %i private-key {key.path}")
     parts = ["\n".join(lines) + "\n"]
     if memo is None:
         parts.extend(_peer_block(device, peer) for peer in device.peers)

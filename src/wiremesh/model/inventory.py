@@ -60,11 +60,24 @@ class Node:
 
 
 @dataclass(frozen=True)
+class RemovedNode:
+    """A ``[[removed]]`` entry: a node taken out with ``node rm`` that ``apply`` has not torn down
+    yet. It keeps what apply needs to reach the host; apply deletes the entry once the host is clean.
+    """
+
+    name: NodeName
+    ssh: SshTarget | None = None
+    endpoint: Endpoint | None = None
+    public_key: PublicKey | None = None
+
+
+@dataclass(frozen=True)
 class Inventory:
     """The whole desired state: mesh settings and nodes, in file order."""
 
     mesh: MeshSettings
     nodes: tuple[Node, ...] = ()
+    removed: tuple[RemovedNode, ...] = ()
 
     def __iter__(self) -> Iterator[Node]:
         return iter(self.nodes)
@@ -93,10 +106,18 @@ class Inventory:
             return replace(self, nodes=(*self.nodes, node))
         return replace(self, nodes=tuple(node if n.name == node.name else n for n in self.nodes))
 
-    def without(self, name: str) -> Inventory:
-        """This inventory without node ``name`` (which must exist)."""
-        self.node(name)
-        return replace(self, nodes=tuple(n for n in self.nodes if n.name != name))
+    def without(self, name: str, remember: bool = False) -> Inventory:
+        """This inventory without node ``name`` (which must exist); with ``remember`` it is kept as
+        a ``[[removed]]`` entry for ``apply`` to tear down."""
+        node = self.node(name)
+        removed = tuple(r for r in self.removed if r.name != name)
+        if remember:
+            removed += (RemovedNode(node.name, node.ssh, node.endpoint, node.public_key),)
+        return replace(self, nodes=tuple(n for n in self.nodes if n.name != name), removed=removed)
+
+    def forget_removed(self, name: str) -> Inventory:
+        """This inventory without the ``[[removed]]`` entry ``name``."""
+        return replace(self, removed=tuple(r for r in self.removed if r.name != name))
 
     def listen_port(self, node: Node) -> int:
         """The UDP port ``node`` listens on."""
@@ -150,6 +171,15 @@ def check(inventory: Inventory) -> list[ValidationError]:
                 ValidationError(
                     f"node name {name!r} is used by {count} nodes",
                     "each node needs its own name: rename or remove the duplicates",
+                )
+            )
+    names = set(inventory.names())
+    for removed in inventory.removed:
+        if removed.name in names:
+            problems.append(
+                ValidationError(
+                    f"node {removed.name!r} is both a node and a [[removed]] entry",
+                    "delete the [[removed]] entry (it tells 'apply' to tear the host down)",
                 )
             )
     problems += _check_addresses(inventory)

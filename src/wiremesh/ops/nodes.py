@@ -12,7 +12,7 @@ from typing import Any
 from wiremesh.errors import ValidationError
 from wiremesh.model.addressing import IPNetwork, allocate
 from wiremesh.model.endpoint import Endpoint, SshTarget
-from wiremesh.model.inventory import Inventory, MeshSettings, Node
+from wiremesh.model.inventory import Inventory, MeshSettings, Node, unknown_node
 from wiremesh.model.names import NodeName
 from wiremesh.store.inventory_file import InventoryFile
 from wiremesh.store.keydir import KeyDir
@@ -78,7 +78,8 @@ def add_node(file: InventoryFile, name: NodeName, settings: NodeFields) -> Node:
                 "mesh IPv6",
             )
         node = Node(name=name, **values)
-        edit.inventory = inventory.with_node(node)
+        # A node of this name that was removed but not torn down yet is simply reconfigured.
+        edit.inventory = inventory.forget_removed(name).with_node(node)
         return node
 
 
@@ -100,13 +101,30 @@ def set_node(file: InventoryFile, name: str, settings: NodeFields) -> tuple[Node
         return before, after
 
 
-def remove_node(file: InventoryFile, name: str) -> Node:
-    """Remove a node from the inventory (and its offline key, if any). ``apply`` removes it from hosts."""
+@dataclass(frozen=True)
+class Removal:
+    """What ``node rm`` did."""
+
+    name: str
+    pending: bool  # kept as [[removed]] for apply to tear down
+    forgotten: bool  # an earlier [[removed]] entry was dropped
+
+
+def remove_node(file: InventoryFile, name: str, forget: bool = False) -> Removal:
+    """Remove a node. If it may run somewhere (it has a key), it stays as a ``[[removed]]`` entry
+    until ``apply`` has taken it out of its host; ``forget`` skips that (and drops such an entry)."""
     with file.edit() as edit:
-        node = edit.inventory.node(name)
-        edit.inventory = edit.inventory.without(name)
+        inventory = edit.inventory
+        if inventory.find(name) is None and forget:
+            if not any(r.name == name for r in inventory.removed):
+                raise unknown_node(name, inventory.names())
+            edit.inventory = inventory.forget_removed(name)
+            return Removal(name, pending=False, forgotten=True)
+        node = inventory.node(name)
+        pending = node.public_key is not None and not forget
+        edit.inventory = inventory.without(name, remember=pending)
     KeyDir.beside(file.path).remove(name)
-    return node
+    return Removal(name, pending=pending, forgotten=False)
 
 
 def node_record(inventory: Inventory, node: Node) -> dict[str, Any]:

@@ -1,0 +1,200 @@
+"""``wiremesh plan`` and ``wiremesh apply``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from rich.markup import escape
+
+from wiremesh.cli.context import Context
+from wiremesh.cli.output import Output
+from wiremesh.cli.progress import progress_for
+from wiremesh.errors import ExitStatus, ValidationError
+from wiremesh.model.plan import AddPeer, Change, RemovePeer, TearDown
+from wiremesh.ops.converge import HostResult, MeshPlan, apply, plan
+from wiremesh.ops.mesh import RunOptions
+from wiremesh.remote.fanout import DEFAULT_PARALLEL
+from wiremesh.store.inventory_file import InventoryFile
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    """Options of every command that talks to hosts."""
+    p.add_argument(
+        "--accept-new-host-keys",
+        action="store_true",
+        help="trust and record SSH host keys not yet in known_hosts (a changed key is still refused)",
+    )
+    p.add_argument(
+        "--parallel",
+        type=int,
+        default=DEFAULT_PARALLEL,
+        metavar="N",
+        help=f"hosts worked on at once (default {DEFAULT_PARALLEL})",
+    )
+    p.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=15.0,
+        metavar="S",
+        help="SSH connect timeout in seconds (default 15)",
+    )
+    p.add_argument(
+        "--command-timeout",
+        type=float,
+        default=120.0,
+        metavar="S",
+        help="timeout of each host command in seconds (default 120)",
+    )
+
+
+def run_options(args: argparse.Namespace, ctx: Context, show_progress: bool = True) -> RunOptions:
+    """The :class:`RunOptions` from the command line."""
+    if args.parallel < 1:
+        raise ValidationError(f"--parallel {args.parallel} must be at least 1")
+    return RunOptions(
+        ssh_config=ctx.ssh_config,
+        accept_new_host_keys=args.accept_new_host_keys,
+        parallel=args.parallel,
+        connect_timeout=args.connect_timeout,
+        command_timeout=args.command_timeout,
+        progress=progress_for(ctx.out.err_console, show_progress),
+    )
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``plan`` and ``apply``."""
+    p = sub.add_parser("plan", help="show what apply would change on each host (reads hosts only)")
+    p.add_argument("nodes", nargs="*", metavar="NODE", help="only these nodes (default: all)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    add_run_options(p)
+    p.set_defaults(handler=run_plan)
+    a = sub.add_parser("apply", help="bring every host to the inventory's state, live")
+    a.add_argument("nodes", nargs="*", metavar="NODE", help="only these nodes (default: all)")
+    a.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    add_run_options(a)
+    a.set_defaults(handler=run_apply)
+
+
+def _sign(change: Change) -> str:
+    if isinstance(change, AddPeer):
+        return "[green]+[/green]"
+    if isinstance(change, RemovePeer | TearDown):
+        return "[red]-[/red]"
+    return "[yellow]~[/yellow]"
+
+
+def print_plan(out: Output, mesh: MeshPlan) -> None:
+    """The plan, host by host."""
+    for host in mesh.hosts:
+        label = f"[bold]{escape(host.node)}[/bold]" + (" (removed)" if host.removed else "")
+        if host.error is not None:
+            out.line(f"{label}  [red]cannot plan:[/red] {escape(host.error.reason)}")
+            if host.error.hint:
+                out.line(f"    [cyan]hint:[/cyan] {escape(host.error.hint)}")
+        elif host.plan is None or host.plan.empty:
+            out.line(f"{label}  [dim]up to date[/dim]")
+        else:
+            out.line(f"{label}  {len(host.plan.changes)} change(s)")
+            for change in host.plan.changes:
+                out.line(f"  {_sign(change)} {escape(change.describe())}")
+    for name, key in mesh.key_updates.items():
+        out.line(f"[dim]inventory: record public key of {escape(name)} ({key.b64[:10]}…)[/dim]")
+    for name in mesh.skipped:
+        out.line(
+            f"[yellow]not a peer yet:[/yellow] {escape(name)} (no key: its host was not reachable)"
+        )
+    changing = sum(1 for h in mesh.hosts if h.plan is not None and not h.plan.empty)
+    current = sum(1 for h in mesh.hosts if h.plan is not None and h.plan.empty)
+    out.line(
+        f"{len(mesh.hosts)} host(s): {changing} to change, {current} up to date, "
+        f"{len(mesh.failed)} unreadable"
+    )
+
+
+def _host_json(host: HostResult) -> dict[str, Any]:
+    return {
+        "name": host.node,
+        "reachable": not host.failed,
+        "removed": host.removed,
+        "error": host.error.reason if host.error else None,
+        "hint": host.error.hint if host.error else None,
+        "changes": [
+            {"kind": c.kind, "description": c.describe()}
+            for c in (host.plan.changes if host.plan else ())
+        ],
+        "done": [{"kind": c.kind, "description": c.describe()} for c in host.done],
+    }
+
+
+def run_plan(args: argparse.Namespace, ctx: Context) -> int:
+    """``plan``."""
+    mesh = plan(
+        InventoryFile(ctx.inventory_path), args.nodes, run_options(args, ctx, not args.json)
+    )
+    if args.json:
+        ctx.out.json(
+            {
+                "up_to_date": mesh.empty and not mesh.failed,
+                "hosts": [_host_json(h) for h in mesh.hosts],
+                "key_updates": {k: str(v) for k, v in mesh.key_updates.items()},
+                "skipped": list(mesh.skipped),
+            }
+        )
+    else:
+        print_plan(ctx.out, mesh)
+    return ExitStatus.FAILED if mesh.failed else ExitStatus.OK
+
+
+def _confirm(ctx: Context, assume_yes: bool) -> Any:
+    def confirm(mesh: MeshPlan) -> bool:
+        print_plan(ctx.out, mesh)
+        if assume_yes:
+            return True
+        if not (sys.stdin.isatty() and ctx.out.interactive):
+            raise ValidationError(
+                "apply needs confirmation, and there is no terminal to ask on",
+                "review 'wiremesh plan', then run 'wiremesh apply --yes'",
+            )
+        answer = ctx.out.console.input("Apply these changes? [y/N] ")
+        return answer.strip().lower() in ("y", "yes")
+
+    return confirm
+
+
+def run_apply(args: argparse.Namespace, ctx: Context) -> int:
+    """``apply``."""
+    report = apply(
+        InventoryFile(ctx.inventory_path),
+        args.nodes,
+        run_options(args, ctx),
+        _confirm(ctx, args.yes),
+    )
+    out = ctx.out
+    if not report.applied:
+        if report.plan.empty:
+            print_plan(out, report.plan)
+            out.line("[green]nothing to do:[/green] every reachable host is up to date")
+            return ExitStatus.FAILED if report.plan.failed else ExitStatus.OK
+        out.line("not applied")
+        return ExitStatus.FAILED
+    for host in report.hosts:
+        name = escape(host.node)
+        if host.error is not None:
+            out.line(f"[red]FAILED[/red] {name}: {escape(host.error.reason)}")
+            if host.error.hint:
+                out.line(f"    [cyan]hint:[/cyan] {escape(host.error.hint)}")
+        elif host.done:
+            out.line(f"[green]changed[/green] {name}: {len(host.done)} change(s)")
+        else:
+            out.line(f"[dim]unchanged[/dim] {name}")
+    failed = report.failed
+    if failed:
+        out.line(
+            f"{len(failed)} host(s) failed; the others converged. Run 'wiremesh apply' again "
+            "once the failed ones are fixed."
+        )
+        return ExitStatus.FAILED
+    out.line(f"[green]applied:[/green] {len(report.hosts)} host(s) converged")
+    return ExitStatus.OK

@@ -1,0 +1,170 @@
+"""What a host is observed to be (beyond its WireGuard device), and what we want there.
+
+:class:`ObservedHost` is filled from one read-only round trip to the host (see
+:mod:`wiremesh.codec.observe`); :class:`WantedHost` is derived from the inventory. Neither holds a
+private key: the observe script hides the key field of ``wg show dump`` on the host itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from ipaddress import IPv4Network, IPv6Network
+
+from wiremesh.model.addressing import IPNetwork
+from wiremesh.model.device import ObservedDevice, WantedDevice
+from wiremesh.model.keys import PublicKey
+
+REQUIRED_TOOLS = ("wg", "wg-quick", "ip")
+
+# Debian/Ubuntu, Fedora/RHEL, Alpine, Arch, openSUSE: the package that ships each tool.
+PACKAGES: dict[str, dict[str, str]] = {
+    "debian": {
+        "wg": "wireguard-tools",
+        "wg-quick": "wireguard-tools",
+        "ip": "iproute2",
+        "wireguard-go": "wireguard-go",
+    },
+    "rhel": {
+        "wg": "wireguard-tools",
+        "wg-quick": "wireguard-tools",
+        "ip": "iproute",
+        "wireguard-go": "wireguard-go",
+    },
+    "alpine": {
+        "wg": "wireguard-tools",
+        "wg-quick": "wireguard-tools",
+        "ip": "iproute2",
+        "wireguard-go": "wireguard-go",
+    },
+    "arch": {
+        "wg": "wireguard-tools",
+        "wg-quick": "wireguard-tools",
+        "ip": "iproute2",
+        "wireguard-go": "wireguard-go",
+    },
+    "suse": {
+        "wg": "wireguard-tools",
+        "wg-quick": "wireguard-tools",
+        "ip": "iproute2",
+        "wireguard-go": "wireguard-go",
+    },
+}
+INSTALLERS = {
+    "debian": "apt-get install -y",
+    "rhel": "dnf install -y",
+    "alpine": "apk add",
+    "arch": "pacman -S --noconfirm",
+    "suse": "zypper install -y",
+}
+
+
+@dataclass(frozen=True)
+class OsInfo:
+    """From /etc/os-release: ``ID`` and ``ID_LIKE``."""
+
+    id: str = "unknown"
+    like: tuple[str, ...] = ()
+
+    @property
+    def family(self) -> str | None:
+        """The package family (debian, rhel, alpine, arch, suse), if known."""
+        names = (self.id, *self.like)
+        aliases = {
+            "ubuntu": "debian",
+            "fedora": "rhel",
+            "centos": "rhel",
+            "rocky": "rhel",
+            "almalinux": "rhel",
+            "opensuse": "suse",
+            "opensuse-leap": "suse",
+            "sles": "suse",
+        }
+        for name in names:
+            family = aliases.get(name, name)
+            if family in PACKAGES:
+                return family
+        return None
+
+    def install_hint(self, tools: list[str]) -> str:
+        """How to install the packages that provide ``tools`` on this distribution."""
+        family = self.family
+        if family is None:
+            return f"install {', '.join(tools)} with the host's package manager"
+        packages = sorted({PACKAGES[family].get(t, t) for t in tools})
+        return f"on the host run: {INSTALLERS[family]} {' '.join(packages)}"
+
+
+@dataclass(frozen=True)
+class ManagedConfig:
+    """``/etc/wireguard/<iface>.conf`` as found: ours (text, without any PrivateKey line), or not."""
+
+    managed: bool
+    text: str | None  # the text when managed; None for a file that is not ours
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Route:
+    """A route through the WireGuard interface."""
+
+    network: IPNetwork
+    protocol: str  # "kernel" routes come from interface addresses; others were added
+
+
+@dataclass(frozen=True)
+class ObservedHost:
+    """Everything one read-only round trip tells about a host."""
+
+    tools: frozenset[str]
+    os: OsInfo
+    kernel_module: bool
+    systemd: bool
+    service_enabled: bool
+    now: int
+    public_key: PublicKey | None
+    config: ManagedConfig | None
+    device: ObservedDevice | None
+    link_up: bool = False
+    routes: tuple[Route, ...] = ()
+
+    def missing_tools(self) -> list[str]:
+        """Required tools that are not installed."""
+        missing = [t for t in REQUIRED_TOOLS if t not in self.tools]
+        if not self.kernel_module and "wireguard-go" not in self.tools:
+            missing.append("wireguard-go")
+        return missing
+
+    @property
+    def backend(self) -> str:
+        """How WireGuard runs here: the kernel module or userspace wireguard-go."""
+        return "kernel" if self.kernel_module else "wireguard-go"
+
+
+@dataclass(frozen=True)
+class WantedHost:
+    """What we want on one host: the device, the config file text, the routes, the service."""
+
+    device: WantedDevice
+    config_text: str
+    routes: tuple[IPNetwork, ...] = field(default=())
+
+
+def interface_networks(device: WantedDevice) -> list[IPv4Network | IPv6Network]:
+    """The networks of the interface addresses (their routes come with the addresses)."""
+    return [a.network for a in device.interface.addresses]
+
+
+def extra_routes(device: WantedDevice) -> tuple[IPNetwork, ...]:
+    """AllowedIPs not inside an interface network: they need a route through the interface.
+
+    wg-quick adds such routes at ``up`` (wg-quick(8): "routes ... are added for each AllowedIPs"),
+    skipping those already covered by the interface's own subnet; live changes must do the same.
+    """
+    local = interface_networks(device)
+    out: list[IPNetwork] = []
+    for peer in device.peers:
+        for net in peer.allowed_ips:
+            covered = any(net.version == n.version and net.subnet_of(n) for n in local)  # type: ignore[arg-type]
+            if not covered:
+                out.append(net)
+    return tuple(out)

@@ -1,0 +1,314 @@
+"""Plans: the printable changes that bring one host from what it is to what we want (pure).
+
+``plan_host(wanted, observed)`` compares field by field and returns change records. Each record
+prints itself ("add peer web-2", "endpoint of db 203.0.113.4:51820 → 198.51.100.4:51820"); an empty
+plan means the host is up to date and ``apply`` does no I/O on it (innernet's ``PeerDiff``,
+wireguard-tools' ``setconf.c``).
+
+Peer changes on a running interface are carried out with ``wg syncconf`` on the new config: it
+changes exactly the peers listed here and leaves the others — and their sessions — alone. What
+syncconf does not touch (addresses, MTU, routes) has records of its own, carried out with ``ip``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from wiremesh.model.addressing import IPNetwork
+from wiremesh.model.device import (
+    IPInterface,
+    ObservedDevice,
+    ObservedPeer,
+    WantedDevice,
+    WantedPeer,
+)
+from wiremesh.model.endpoint import Endpoint
+from wiremesh.model.host import ObservedHost, WantedHost, extra_routes
+from wiremesh.model.keys import PublicKey
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change on one host."""
+
+    def describe(self) -> str:  # pragma: no cover - every subclass overrides
+        """One line for people."""
+        raise NotImplementedError
+
+    @property
+    def kind(self) -> str:
+        """A stable name for scripts (``--json``)."""
+        name = type(self).__name__
+        return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
+
+
+@dataclass(frozen=True)
+class CreateKey(Change):
+    """Make the host's private key on the host (``umask 077; wg genkey``)."""
+
+    adopt_from_config: bool = False
+
+    def describe(self) -> str:
+        if self.adopt_from_config:
+            return (
+                "keep the private key of the existing config (moved to the key file, on the host)"
+            )
+        return "create a private key on the host"
+
+
+@dataclass(frozen=True)
+class WriteConfig(Change):
+    """Write the managed config file."""
+
+    path: str
+    reason: str  # "new", "changed", "replaces a config not made by wiremesh"
+
+    def describe(self) -> str:
+        return f"write {self.path} ({self.reason})"
+
+
+@dataclass(frozen=True)
+class BringUp(Change):
+    """First bring-up with ``wg-quick up``."""
+
+    interface: str
+    peers: int
+
+    def describe(self) -> str:
+        return f"bring up {self.interface} with {self.peers} peer(s) (wg-quick up)"
+
+
+@dataclass(frozen=True)
+class LinkUp(Change):
+    """The interface exists but is down: set it up (and then change it live)."""
+
+    interface: str
+
+    def describe(self) -> str:
+        return f"set {self.interface} up"
+
+
+@dataclass(frozen=True)
+class AddPeer(Change):
+    """A peer that is wanted but not configured."""
+
+    name: str
+    endpoint: Endpoint | None
+    allowed_ips: tuple[IPNetwork, ...]
+    key_known: bool = True
+
+    def describe(self) -> str:
+        where = f" at {self.endpoint}" if self.endpoint else ""
+        note = "" if self.key_known else " (its key is made during apply)"
+        return f"add peer {self.name}{where}{note}"
+
+
+@dataclass(frozen=True)
+class RemovePeer(Change):
+    """A configured peer that is no longer wanted."""
+
+    name: str
+
+    def describe(self) -> str:
+        return f"remove peer {self.name}"
+
+
+@dataclass(frozen=True)
+class UpdatePeer(Change):
+    """One setting of a configured peer differs."""
+
+    name: str
+    setting: str
+    old: str
+    new: str
+
+    def describe(self) -> str:
+        return f"{self.setting} of {self.name}: {self.old} → {self.new}"
+
+
+@dataclass(frozen=True)
+class SetAddress(Change):
+    """Add or remove an interface address."""
+
+    address: IPInterface
+    add: bool
+
+    def describe(self) -> str:
+        return f"{'add' if self.add else 'remove'} address {self.address}"
+
+
+@dataclass(frozen=True)
+class SetMtu(Change):
+    """Change the interface MTU."""
+
+    old: int | None
+    new: int
+
+    def describe(self) -> str:
+        return f"MTU {self.old} → {self.new}"
+
+
+@dataclass(frozen=True)
+class SetRoute(Change):
+    """Add or remove a route through the interface (AllowedIPs outside the interface subnet)."""
+
+    network: IPNetwork
+    add: bool
+
+    def describe(self) -> str:
+        return f"{'add' if self.add else 'remove'} route {self.network}"
+
+
+@dataclass(frozen=True)
+class EnableService(Change):
+    """Enable ``wg-quick@<iface>`` so that the mesh comes back after a reboot."""
+
+    interface: str
+
+    def describe(self) -> str:
+        return f"enable wg-quick@{self.interface} (survives reboots)"
+
+
+@dataclass(frozen=True)
+class TearDown(Change):
+    """Take a removed node out of the mesh: interface down, service off, config and key removed."""
+
+    interface: str
+
+    def describe(self) -> str:
+        return f"take {self.interface} down and remove its config and key (node removed)"
+
+
+@dataclass(frozen=True)
+class HostPlan:
+    """All changes for one host, in the order apply carries them out."""
+
+    node: str
+    changes: tuple[Change, ...] = field(default=())
+
+    @property
+    def empty(self) -> bool:
+        """True when the host is up to date."""
+        return not self.changes
+
+    def of(self, kind: type[Change]) -> list[Change]:
+        """The changes of one type."""
+        return [c for c in self.changes if isinstance(c, kind)]
+
+
+def _fmt_ips(nets: tuple[IPNetwork, ...] | frozenset[IPNetwork]) -> str:
+    return ", ".join(sorted(map(str, nets))) or "(none)"
+
+
+def diff_peer(wanted: WantedPeer, observed: ObservedPeer) -> list[Change]:
+    """The settings of a configured peer that differ from the wanted ones.
+
+    An observed endpoint is compared only when we want a fixed one: without one, WireGuard learns
+    the peer's address from its packets (roaming), and that is not a difference.
+    """
+    out: list[Change] = []
+    if wanted.endpoint is not None and wanted.endpoint != observed.endpoint:
+        out.append(
+            UpdatePeer(
+                wanted.name, "endpoint", str(observed.endpoint or "(none)"), str(wanted.endpoint)
+            )
+        )
+    if frozenset(wanted.allowed_ips) != frozenset(observed.allowed_ips):
+        out.append(
+            UpdatePeer(
+                wanted.name,
+                "allowed IPs",
+                _fmt_ips(observed.allowed_ips),
+                _fmt_ips(wanted.allowed_ips),
+            )
+        )
+    if (wanted.persistent_keepalive or None) != (observed.persistent_keepalive or None):
+        out.append(
+            UpdatePeer(
+                wanted.name,
+                "keepalive",
+                str(observed.persistent_keepalive or "off"),
+                str(wanted.persistent_keepalive or "off"),
+            )
+        )
+    return out
+
+
+def diff_peers(
+    wanted: WantedDevice, observed: ObservedDevice, names: dict[PublicKey, str]
+) -> list[Change]:
+    """Peer additions, removals and updates between two devices."""
+    out: list[Change] = []
+    wanted_keys = {p.public_key for p in wanted.peers if p.public_key is not None}
+    for peer in wanted.peers:
+        if peer.public_key is None:
+            out.append(AddPeer(peer.name, peer.endpoint, peer.allowed_ips, key_known=False))
+            continue
+        current = observed.peer(peer.public_key)
+        if current is None:
+            out.append(AddPeer(peer.name, peer.endpoint, peer.allowed_ips))
+        else:
+            out.extend(diff_peer(peer, current))
+    for current in observed.peers:
+        if current.public_key not in wanted_keys:
+            label = names.get(current.public_key, f"with key {current.public_key}")
+            out.append(RemovePeer(label))
+    return out
+
+
+def diff_interface(
+    wanted: WantedHost, observed: ObservedDevice, routes: list[IPNetwork]
+) -> list[Change]:
+    """Address, MTU and route differences of a running interface."""
+    out: list[Change] = []
+    want_addrs = set(wanted.device.interface.addresses)
+    have_addrs = set(observed.addresses)
+    out += [SetAddress(a, True) for a in wanted.device.interface.addresses if a not in have_addrs]
+    out += [SetAddress(a, False) for a in observed.addresses if a not in want_addrs]
+    mtu = wanted.device.interface.mtu
+    if mtu is not None and observed.mtu != mtu:
+        out.append(SetMtu(observed.mtu, mtu))
+    want_routes = set(wanted.routes)
+    out += [SetRoute(n, True) for n in wanted.routes if n not in routes]
+    out += [SetRoute(n, False) for n in routes if n not in want_routes]
+    return out
+
+
+def plan_host(
+    node: str,
+    wanted: WantedHost,
+    observed: ObservedHost,
+    config_path: str,
+    names: dict[PublicKey, str],
+) -> HostPlan:
+    """Everything to change on one reachable host. ``names`` names peers by key for removals."""
+    changes: list[Change] = []
+    if observed.public_key is None:
+        adopt = observed.config is not None and not observed.config.managed
+        changes.append(CreateKey(adopt_from_config=adopt))
+    config = observed.config
+    if config is None:
+        changes.append(WriteConfig(config_path, "new"))
+    elif not config.managed:
+        changes.append(
+            WriteConfig(config_path, "replaces a config not made by wiremesh; kept as .orig")
+        )
+    elif config.text != wanted.config_text:
+        changes.append(WriteConfig(config_path, "changed"))
+    device = observed.device
+    if device is None:
+        changes.append(BringUp(wanted.device.interface.name, len(wanted.device.peers)))
+    else:
+        if not observed.link_up:
+            changes.append(LinkUp(wanted.device.interface.name))
+        changes += diff_peers(wanted.device, device, names)
+        added = [r.network for r in observed.routes if r.protocol != "kernel"]
+        changes += diff_interface(wanted, device, added)
+    if observed.systemd and not observed.service_enabled:
+        changes.append(EnableService(wanted.device.interface.name))
+    return HostPlan(node, tuple(changes))
+
+
+def wanted_routes(device: WantedDevice) -> tuple[IPNetwork, ...]:
+    """The routes a host needs through its interface (see :func:`extra_routes`)."""
+    return extra_routes(device)

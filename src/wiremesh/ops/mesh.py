@@ -1,0 +1,160 @@
+"""Shared pieces of the use cases that talk to hosts: targets, SSH options, observing in parallel."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from wiremesh.codec.wgquick import KeyFile, render
+from wiremesh.errors import ValidationError
+from wiremesh.model.endpoint import SshTarget
+from wiremesh.model.host import ObservedHost, WantedHost
+from wiremesh.model.inventory import Inventory, Node, RemovedNode
+from wiremesh.model.keys import PublicKey
+from wiremesh.model.plan import wanted_routes
+from wiremesh.model.topology import wanted_device, wanted_mesh
+from wiremesh.remote import hostops, scripts
+from wiremesh.remote.fanout import DEFAULT_PARALLEL, NoProgress, Progress, fan_out
+from wiremesh.remote.ssh import HostError, Session, Sessions, SshOptions, connect
+from wiremesh.store.inventory_file import InventoryFile
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a command that talks to hosts runs."""
+
+    ssh_config: Path | None = (
+        None  # --ssh-config; else the inventory's ssh_config; else ~/.ssh/config
+    )
+    accept_new_host_keys: bool = False
+    parallel: int = DEFAULT_PARALLEL
+    connect_timeout: float = 15.0
+    command_timeout: float = 120.0
+    progress: Progress = field(default_factory=NoProgress)
+
+
+def ssh_options(file: InventoryFile, inventory: Inventory, options: RunOptions) -> SshOptions:
+    """SSH options: ``--ssh-config`` wins over the inventory's ``ssh_config`` (relative to its file)."""
+    config = options.ssh_config
+    if config is None and inventory.mesh.ssh_config:
+        config = file.directory / Path(inventory.mesh.ssh_config).expanduser()
+    if config is not None and not config.is_file():
+        raise ValidationError(
+            f"SSH config {config} does not exist",
+            "fix 'ssh_config' in [mesh] or the --ssh-config option",
+        )
+    return SshOptions(
+        config=config,
+        accept_new_host_keys=options.accept_new_host_keys,
+        connect_timeout=options.connect_timeout,
+        command_timeout=options.command_timeout,
+    )
+
+
+def ssh_target(node: Node | RemovedNode) -> SshTarget:
+    """The node's ``ssh``, else ``root@<endpoint host>:22``."""
+    if node.ssh is not None:
+        return node.ssh
+    if node.endpoint is not None:
+        return SshTarget(node.endpoint.host, "root", None)
+    raise ValidationError(
+        f"node {node.name!r} has neither 'ssh' nor 'endpoint': wiremesh cannot reach it",
+        f"set one: wiremesh node set {node.name} --ssh root@HOST",
+    )
+
+
+def select(inventory: Inventory, names: list[str]) -> list[str]:
+    """The nodes to work on: all, or those named (which must exist)."""
+    if not names:
+        return [str(n) for n in inventory.names()] + [str(r.name) for r in inventory.removed]
+    for name in names:
+        if name not in inventory.names() and not any(r.name == name for r in inventory.removed):
+            inventory.node(name)  # raises the did-you-mean error
+    return names
+
+
+def effective_keys(
+    inventory: Inventory, observed: Mapping[str, ObservedHost | HostError]
+) -> dict[str, PublicKey | None]:
+    """Each node's public key: what its host has (the truth), else what the inventory recorded."""
+    keys: dict[str, PublicKey | None] = {}
+    for node in inventory:
+        seen = observed.get(node.name)
+        if isinstance(seen, ObservedHost) and seen.public_key is not None:
+            keys[node.name] = seen.public_key
+        else:
+            keys[node.name] = node.public_key
+    return keys
+
+
+def with_keys(inventory: Inventory, keys: Mapping[str, PublicKey | None]) -> Inventory:
+    """The inventory with these public keys recorded."""
+    out = inventory
+    for node in inventory:
+        key = keys.get(node.name, node.public_key)
+        if key != node.public_key:
+            out = out.with_node(replace(node, public_key=key))
+    return out
+
+
+def wanted_hosts(
+    inventory: Inventory, pending: frozenset[str] = frozenset()
+) -> dict[str, WantedHost]:
+    """What each node's host should hold.
+
+    A peer can be configured only once its public key exists. Nodes in ``pending`` get their key
+    during this run: they appear as peers (with no key yet) so that the plan shows them, but not in
+    config texts. Other nodes without a key (their host unreachable) are left out until a later run.
+    """
+    _, key_path = scripts.paths(inventory.mesh.interface)
+    usable = replace(
+        inventory,
+        nodes=tuple(n for n in inventory if n.public_key is not None or n.name in pending),
+    )
+    keyed = replace(inventory, nodes=tuple(n for n in inventory if n.public_key is not None))
+    devices = wanted_mesh(usable)
+    config_devices = wanted_mesh(keyed)
+    memo: dict[int, str] = {}
+    out: dict[str, WantedHost] = {}
+    for node in inventory:
+        device = devices.get(node.name) or wanted_device(usable.with_node(node), node)
+        config_device = config_devices.get(node.name)
+        shared = config_device is not None  # memo keys are peer ids: only for long-lived peers
+        if config_device is None:
+            config_device = wanted_device(keyed.with_node(node), node)
+        text = render(
+            config_device,
+            KeyFile(key_path),
+            f"node {node.name} of mesh {inventory.mesh.name}",
+            memo if shared else None,
+        )
+        out[node.name] = WantedHost(device, text, wanted_routes(device))
+    return out
+
+
+async def open_and_observe(
+    sessions: Sessions,
+    targets: Mapping[str, SshTarget],
+    interface: str,
+    ssh: SshOptions,
+    options: RunOptions,
+    label: str = "reading hosts",
+) -> dict[str, ObservedHost | HostError]:
+    """Connect to every target (one connection each, kept in ``sessions``) and observe it."""
+
+    async def one(name: str) -> ObservedHost:
+        session = sessions.open.get(name)
+        if session is None:
+            session = await connect(name, targets[name], ssh)
+            sessions.open[name] = session
+        return await hostops.observe(session, interface)
+
+    return await fan_out(
+        targets, one, limit=options.parallel, progress=options.progress, label=label
+    )
+
+
+def session_of(sessions: Sessions, name: str) -> Session:
+    """The open session of ``name``."""
+    return sessions.open[name]

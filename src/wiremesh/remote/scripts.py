@@ -1,0 +1,204 @@
+"""The shell scripts wiremesh runs on hosts (POSIX sh, run as root over SSH).
+
+Rules for everything here:
+
+- Nothing prints a private key. The observe script hides the key fields of ``wg show dump`` and reads
+  only config files marked as ours (and even then drops any ``PrivateKey`` line), all on the host.
+- Everything written is written atomically (temp file in the same directory, then ``mv``) with
+  ``umask 077``, and marked as managed by wiremesh.
+- Each script is one self-contained step, so that an error names the step that failed.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from wiremesh.codec.wgquick import MANAGED_MARKER
+
+WG_DIR = "/etc/wireguard"
+SECTION = "@@wiremesh "
+
+
+def paths(interface: str) -> tuple[str, str]:
+    """The config and key file of ``interface`` on a host."""
+    return f"{WG_DIR}/{interface}.conf", f"{WG_DIR}/{interface}.key"
+
+
+def observe(interface: str) -> str:
+    """Read everything ``plan`` and ``status`` need, in one round trip, changing nothing."""
+    conf, key = paths(interface)
+    i = shlex.quote(interface)
+    return f"""
+export LC_ALL=C PATH="$PATH:/usr/sbin:/sbin:/usr/local/sbin"
+s() {{ echo "{SECTION}$1"; }}
+s tools
+for c in wg wg-quick ip wireguard-go systemctl; do command -v "$c" >/dev/null 2>&1 && echo "$c"; done
+s os
+( . /etc/os-release 2>/dev/null; echo "${{ID:-unknown}} ${{ID_LIKE:-}}" )
+s kernel
+if [ -d /sys/module/wireguard ]; then echo loaded
+elif modprobe -n wireguard >/dev/null 2>&1; then echo available
+else echo missing; fi
+s systemd
+if [ -d /run/systemd/system ]; then echo running; systemctl is-enabled wg-quick@{i} 2>/dev/null || true; fi
+s now
+date +%s
+s pubkey
+if [ -s {key} ]; then wg pubkey < {key}; fi
+s config
+if [ -f {conf} ]; then
+  sha256sum < {conf} | cut -d' ' -f1
+  if head -n 1 {conf} | grep -q '^{MANAGED_MARKER}'; then
+    echo managed
+    awk 'tolower($0) !~ /^[ \\t]*privatekey[ \\t]*=/' {conf}
+  else
+    echo unmanaged
+  fi
+fi
+s dump
+# Hide the private key (interface line) and preshared keys (peer lines) before they leave the host.
+wg show {i} dump 2>/dev/null | awk -F '\\t' 'BEGIN {{ OFS = "\\t" }}
+  NR == 1 {{ $1 = "(hidden)" }} NR > 1 {{ $2 = "(hidden)" }} {{ print }}'
+s link
+ip -o link show dev {i} 2>/dev/null || true
+s addr
+ip -o addr show dev {i} 2>/dev/null || true
+s route
+ip -o route show dev {i} 2>/dev/null || true
+ip -o -6 route show dev {i} 2>/dev/null || true
+s end
+"""
+
+
+def ensure_key(interface: str) -> str:
+    """Make the private key on the host if it has none, and print only the public key.
+
+    A config may already hold the host's key (an imported mesh, or our own config whose key file
+    was lost): then that key is copied into the key file, on the host, so that peers need not change.
+    """
+    conf, key = paths(interface)
+    return f"""
+set -eu
+umask 077
+mkdir -p {WG_DIR}
+if [ ! -s {key} ]; then
+  tmp={key}.wiremesh-tmp
+  if [ -f {conf} ]; then
+    awk -F '=' 'tolower($1) ~ /^[ \\t]*privatekey[ \\t]*$/ {{
+      v = $0; sub(/^[^=]*=[ \\t]*/, "", v); sub(/[ \\t#].*$/, "", v); print v; exit }}' {conf} > "$tmp"
+  fi
+  if [ ! -s "$tmp" ]; then wg genkey > "$tmp"; fi
+  chmod 600 "$tmp"
+  mv "$tmp" {key}
+fi
+wg pubkey < {key}
+"""
+
+
+def write_config(interface: str) -> str:
+    """Replace the config with stdin plus the host's private key, atomically (0600); keep the
+    previous config for rollback.
+
+    The ``PrivateKey`` line is added here, on the host, from the key file (awk reads the file: the
+    key never appears on a command line). A config that was not ours is kept once as
+    ``<iface>.conf.orig`` (never overwritten later).
+    """
+    conf, key = paths(interface)
+    return f"""
+set -eu
+umask 077
+mkdir -p {WG_DIR}
+tmp={conf}.wiremesh-tmp
+cat > "$tmp.in"
+awk 'NR == FNR {{ k = $0; next }} {{ print }} /^\[Interface\]/ && !d {{ print "PrivateKey = " k; d = 1 }}' \
+  {key} "$tmp.in" > "$tmp"
+rm -f "$tmp.in"
+chmod 600 "$tmp"
+if [ -f {conf} ]; then
+  if ! head -n 1 {conf} | grep -q '^{MANAGED_MARKER}' && [ ! -e {conf}.orig ]; then
+    cp -p {conf} {conf}.orig
+  fi
+  cp -p {conf} {conf}.wiremesh-prev
+fi
+mv "$tmp" {conf}
+"""
+
+
+def bring_up(interface: str) -> str:
+    """First bring-up. wg-quick falls back to wireguard-go where the kernel has no module."""
+    return f"wg-quick up {shlex.quote(interface)}"
+
+
+def sync(interface: str) -> str:
+    """Change peers of the running interface to match the config, without a restart.
+
+    ``wg syncconf`` (wg(8)) reads the running configuration and changes only what differs: peers
+    that are unchanged keep their sessions.
+    """
+    i = shlex.quote(interface)
+    return f"""
+set -eu
+umask 077
+mkdir -p /run/wiremesh
+wg-quick strip {i} > /run/wiremesh/{i}.stripped
+wg syncconf {i} /run/wiremesh/{i}.stripped
+rm -f /run/wiremesh/{i}.stripped
+"""
+
+
+def rollback(interface: str, was_up: bool) -> str:
+    """Put the previous config back and load it (used when the new one failed to load)."""
+    conf, _ = paths(interface)
+    i = shlex.quote(interface)
+    load = sync(interface) if was_up else f"wg-quick down {i} 2>/dev/null || true"
+    return f"""
+set -u
+if [ -f {conf}.wiremesh-prev ]; then mv {conf}.wiremesh-prev {conf}; else rm -f {conf}; fi
+{load}
+"""
+
+
+def ip_command(args: list[str]) -> str:
+    """One ``ip`` command."""
+    return "ip " + " ".join(shlex.quote(a) for a in args)
+
+
+def enable_service(interface: str) -> str:
+    """Enable wg-quick@<iface> (systemd) so that the interface comes back after a reboot."""
+    return f"systemctl enable wg-quick@{shlex.quote(interface)} >/dev/null 2>&1"
+
+
+def tear_down(interface: str) -> str:
+    """Take a removed node out: interface down, service disabled, our files removed."""
+    conf, key = paths(interface)
+    i = shlex.quote(interface)
+    return f"""
+set -u
+if [ -d /run/systemd/system ]; then systemctl disable wg-quick@{i} >/dev/null 2>&1 || true; fi
+if ip link show dev {i} >/dev/null 2>&1; then
+  wg-quick down {i} >/dev/null 2>&1 || ip link del dev {i}
+fi
+if [ -f {conf} ] && head -n 1 {conf} | grep -q '^{MANAGED_MARKER}'; then
+  rm -f {conf} {conf}.wiremesh-prev {key}
+fi
+"""
+
+
+def ping_all(targets: list[str], count: int = 3, interval: float = 0.2, wait: int = 1) -> str:
+    """Ping every target at once; print ``target transmitted received avg_ms`` per target."""
+    quoted = " ".join(shlex.quote(t) for t in targets)
+    return f"""
+export LC_ALL=C
+d=$(mktemp -d)
+for t in {quoted}; do
+  ping -n -q -c {count} -i {interval} -W {wait} "$t" > "$d/$t" 2>&1 &
+done
+wait
+for t in {quoted}; do
+  tx=$(sed -n 's/^\\([0-9]*\\) packets transmitted.*/\\1/p' "$d/$t")
+  rx=$(sed -n 's/.* \\([0-9]*\\) \\(packets \\)\\{{0,1\\}}received.*/\\1/p' "$d/$t")
+  avg=$(sed -n 's#^r[a-z]* min/avg/max/[a-z]* = [0-9.]*/\\([0-9.]*\\)/.*#\\1#p' "$d/$t")
+  echo "$t ${{tx:-0}} ${{rx:-0}} ${{avg:--}}"
+done
+rm -rf "$d"
+"""

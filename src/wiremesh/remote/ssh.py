@@ -1,0 +1,278 @@
+"""SSH transport (asyncssh): one connection per host per run, every host command through one wrapper.
+
+Connections honour the OpenSSH client config (``--ssh-config``, the inventory's ``ssh_config``, or
+``~/.ssh/config``): HostName, User, Port, IdentityFile, ProxyJump, UserKnownHostsFile... as far as
+asyncssh supports them. Host keys are checked strictly against known_hosts; an unknown key is trusted
+only with ``--accept-new-host-keys`` (and then recorded), a changed key never.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import logging
+import shlex
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import asyncssh
+
+from wiremesh.errors import OperationError
+from wiremesh.model.endpoint import SshTarget
+
+log = logging.getLogger("wiremesh.ssh")
+
+
+@dataclass(frozen=True)
+class SshOptions:
+    """How to connect."""
+
+    config: Path | None = None  # None: ~/.ssh/config, as OpenSSH does
+    accept_new_host_keys: bool = False
+    connect_timeout: float = 15.0
+    command_timeout: float = 120.0
+
+
+class HostError(OperationError):
+    """Something failed on or toward one host; ``node`` names it."""
+
+    def __init__(self, node: str, message: str, hint: str | None = None) -> None:
+        super().__init__(f"{node}: {message}", hint)
+        self.node = node
+        self.reason = message
+
+
+class HostCommandError(HostError):
+    """A command on a host exited non-zero (innernet's ``cmd()``, sshuttle's ``ipt()``)."""
+
+    def __init__(self, node: str, step: str, command: str, status: int | None, stderr: str) -> None:
+        detail = stderr.strip().splitlines()[-1] if stderr.strip() else "no error output"
+        super().__init__(node, f"{step} failed (exit {status}): {detail}")
+        self.step = step
+        self.command = command
+        self.status = status
+        self.stderr = stderr
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What a host command returned."""
+
+    status: int
+    stdout: str
+    stderr: str
+
+
+@dataclass(frozen=True)
+class ResolvedTarget:
+    """A target after the OpenSSH config: where we really connect, and where host keys live."""
+
+    host: str
+    port: int
+    user: str
+    known_hosts: tuple[str, ...]
+
+
+def resolve(target: SshTarget, options: SshOptions) -> ResolvedTarget:
+    """Apply the OpenSSH config to ``target`` as asyncssh will (HostName, Port, User...)."""
+    from asyncssh.config import SSHClientConfig
+
+    paths: list[Path] = []
+    if options.config is not None:
+        paths = [options.config]
+    else:
+        default = Path("~/.ssh/config").expanduser()
+        if default.is_file():
+            paths = [default]
+    local_user = getpass.getuser()
+    config = SSHClientConfig.load(
+        None,
+        paths,
+        False,
+        False,
+        False,
+        local_user,
+        target.user if target.user else (),
+        str(target.host),
+        target.port if target.port else (),
+    )
+    host = str(config.get("Hostname", str(target.host)))
+    port = int(str(config.get("Port", target.port or 22)))
+    user = str(config.get("User", target.user or local_user))
+    files = config.get("UserKnownHostsFile")
+    known = tuple(str(Path(f).expanduser()) for f in files) if isinstance(files, list) else ()
+    if not known:
+        known = (str(Path("~/.ssh/known_hosts").expanduser()),)
+    return ResolvedTarget(host, port, user, known)
+
+
+def _known_state(resolved: ResolvedTarget, alias: str) -> str:
+    """'unknown' when no known_hosts file lists the host, else 'changed'."""
+    for name in resolved.known_hosts:
+        if not Path(name).is_file():
+            continue
+        try:
+            known = asyncssh.read_known_hosts(name)
+        except (OSError, ValueError):
+            continue
+        for host in {resolved.host, alias}:
+            keys = known.match(host, resolved.host, resolved.port if resolved.port != 22 else None)
+            if keys[0] or keys[1]:
+                return "changed"
+    return "unknown"
+
+
+def _record_host_key(resolved: ResolvedTarget, key: asyncssh.SSHKey) -> Path:
+    path = Path(resolved.known_hosts[0])
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    name = resolved.host if resolved.port == 22 else f"[{resolved.host}]:{resolved.port}"
+    line = f"{name} {key.export_public_key().decode().strip()}\n"
+    with path.open("a", encoding="ascii") as handle:
+        handle.write(line)
+    return path
+
+
+class Session:
+    """An open SSH connection to one node's host."""
+
+    def __init__(
+        self, node: str, target: SshTarget, conn: asyncssh.SSHClientConnection, options: SshOptions
+    ) -> None:
+        self.node = node
+        self.target = target
+        self._conn = conn
+        self._options = options
+
+    async def run(
+        self,
+        script: str,
+        *,
+        step: str,
+        stdin: str | None = None,
+        check: bool = True,
+        timeout: float | None = None,
+    ) -> CommandResult:
+        """Run ``script`` with ``sh -c`` as the login user; raise :class:`HostCommandError` on failure.
+
+        ``step`` names what the command does, for logs and errors. Commands carry no secrets: private
+        keys are made and used on the host, never sent or received.
+        """
+        command = "sh -c " + shlex.quote(script)
+        started = time.monotonic()
+        log.debug("%s: %s", self.node, step)
+        try:
+            result = await asyncio.wait_for(
+                self._conn.run(command, input=stdin, check=False),
+                timeout or self._options.command_timeout,
+            )
+        except TimeoutError:
+            raise HostError(
+                self.node,
+                f"{step} timed out after {timeout or self._options.command_timeout:.0f} s",
+                "the host may be overloaded; try again, or check it by hand",
+            ) from None
+        except (asyncssh.Error, OSError) as exc:
+            raise HostError(self.node, f"{step}: connection lost ({exc})") from None
+        status = result.exit_status if result.exit_status is not None else -1
+        stdout = str(result.stdout or "")
+        stderr = str(result.stderr or "")
+        log.debug("%s: %s -> %s in %.3f s", self.node, step, status, time.monotonic() - started)
+        if check and status != 0:
+            raise HostCommandError(self.node, step, script, status, stderr)
+        return CommandResult(status, stdout, stderr)
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._conn.close()
+
+
+async def connect(node: str, target: SshTarget, options: SshOptions) -> Session:
+    """Open a connection to ``target``; errors say what failed and how to fix it."""
+    resolved = resolve(target, options)
+    host = f"[{resolved.host}]" if ":" in resolved.host else resolved.host
+    where = f"{resolved.user}@{host}:{resolved.port}"
+    kwargs: dict[str, object] = {
+        "config": [str(options.config)] if options.config else (),
+        "connect_timeout": options.connect_timeout,
+    }
+    if target.user:
+        kwargs["username"] = target.user
+    if target.port:
+        kwargs["port"] = target.port
+    try:
+        conn = await asyncssh.connect(str(target.host), **kwargs)
+    except asyncssh.HostKeyNotVerifiable:
+        state = _known_state(resolved, str(target.host))
+        if state == "changed":
+            raise HostError(
+                node,
+                f"the SSH host key of {where} has CHANGED since it was recorded in known_hosts",
+                f"if the host was reinstalled, remove the old key (ssh-keygen -R {resolved.host}) "
+                "and connect again; otherwise someone may be intercepting the connection",
+            ) from None
+        if not options.accept_new_host_keys:
+            raise HostError(
+                node,
+                f"the SSH host key of {where} is not in known_hosts",
+                f"check the host's key fingerprint and add it (ssh -p {resolved.port} "
+                f"{resolved.user}@{resolved.host} once, or ssh-keyscan), or run again with "
+                "--accept-new-host-keys to trust and record unknown keys",
+            ) from None
+        conn = await _connect_accepting(node, target, resolved, kwargs, where)
+    except asyncssh.PermissionDenied:
+        raise HostError(
+            node,
+            f"SSH login to {where} was refused (no accepted key)",
+            "check the node's 'ssh' target, the IdentityFile in your ssh config, and the host's "
+            "authorized_keys",
+        ) from None
+    except TimeoutError:
+        raise HostError(
+            node,
+            f"cannot connect to {where}: timed out after {options.connect_timeout:.0f} s",
+            "check that the host is up and its SSH port is reachable from here",
+        ) from None
+    except (OSError, asyncssh.Error) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise HostError(
+            node,
+            f"cannot connect to {where}: {reason}",
+            "check that the host is up and sshd runs on it (and the node's 'ssh' target)",
+        ) from None
+    return Session(node, target, conn, options)
+
+
+async def _connect_accepting(
+    node: str, target: SshTarget, resolved: ResolvedTarget, kwargs: dict[str, object], where: str
+) -> asyncssh.SSHClientConnection:
+    try:
+        conn = await asyncssh.connect(str(target.host), known_hosts=None, **kwargs)
+    except (OSError, asyncssh.Error) as exc:
+        raise HostError(node, f"cannot connect to {where}: {exc}") from None
+    key = conn.get_server_host_key()
+    if key is not None:
+        path = _record_host_key(resolved, key)
+        log.info("%s: recorded new host key of %s in %s", node, where, path)
+    return conn
+
+
+class Sessions:
+    """The open sessions of one run; closes them all on exit."""
+
+    def __init__(self) -> None:
+        self.open: dict[str, Session] = {}
+
+    async def __aenter__(self) -> Sessions:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for session in self.open.values():
+            session.close()
+        self.open.clear()

@@ -293,7 +293,10 @@ def plan_host(
         changes.append(
             WriteConfig(config_path, "replaces a config not made by wiremesh; kept as .orig")
         )
-    elif config.text != wanted.config_text:
+    elif config.text != wanted.config_text or any(
+        p.public_key is None for p in wanted.device.peers
+    ):
+        # (a peer whose key is made during this apply changes the config too, once it is known)
         changes.append(WriteConfig(config_path, "changed"))
     device = observed.device
     if device is None:

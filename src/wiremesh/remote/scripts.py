@@ -110,7 +110,7 @@ umask 077
 mkdir -p {WG_DIR}
 tmp={conf}.wiremesh-tmp
 cat > "$tmp.in"
-awk 'NR == FNR {{ k = $0; next }} {{ print }} /^\[Interface\]/ && !d {{ print "PrivateKey = " k; d = 1 }}' \
+awk 'NR == FNR {{ k = $0; next }} {{ print }} /^\\[Interface\\]/ && !d {{ print "PrivateKey = " k; d = 1 }}' \
   {key} "$tmp.in" > "$tmp"
 rm -f "$tmp.in"
 chmod 600 "$tmp"

@@ -202,6 +202,9 @@ async def connect(node: str, target: SshTarget, options: SshOptions) -> Session:
     if target.port:
         kwargs["port"] = target.port
     try:
+        if not any(Path(f).is_file() for f in resolved.known_hosts):
+            # No known_hosts file at all: every key is unknown (asyncssh would fail on the file).
+            raise asyncssh.HostKeyNotVerifiable("no known_hosts file")
         conn = await asyncssh.connect(str(target.host), **kwargs)
     except asyncssh.HostKeyNotVerifiable:
         state = _known_state(resolved, str(target.host))

@@ -55,6 +55,15 @@ def sysctl_snapshot() -> dict[str, str | None]:
     return {key: read(key) for key in NEIGH_LIMITS}
 
 
+def expected_sysctls(directory: Path) -> dict[str, str | None]:
+    """What the sysctls must be after the lab in ``directory`` is down: its saved originals."""
+    now = sysctl_snapshot()
+    record = MachineRecord.load()
+    if record is not None and record.dir == directory:
+        now.update(record.sysctl_saved)
+    return now
+
+
 @dataclass
 class LabFootprint:
     """Everything of one lab to check after it went down: names, processes, paths."""
@@ -63,6 +72,8 @@ class LabFootprint:
     netns: list[str]
     links: list[str]
     processes: list[ProcRef] = field(default_factory=list)
+    sysctls: dict[str, str | None] = field(default_factory=dict)
+    """The values the neighbour-table sysctls must have once the lab is down (the originals)."""
 
     @staticmethod
     def of(directory: Path) -> LabFootprint:
@@ -81,6 +92,7 @@ class LabFootprint:
             netns=list(state.netns),
             links=[*state.bridges, *state.veths],
             processes=found,
+            sysctls=expected_sysctls(directory.absolute()),
         )
 
 
@@ -98,7 +110,7 @@ def mounts_mentioning(text: str) -> list[str]:
     return hits
 
 
-def assert_lab_gone(footprint: LabFootprint, sysctls_before: dict[str, str | None]) -> None:
+def assert_lab_gone(footprint: LabFootprint) -> None:
     """Check each kind of resource explicitly: namespaces, veths, bridge, mounts, processes, sysctls."""
     netns = existing_netns()
     assert not [n for n in footprint.netns if n in netns], f"netns left: {netns}"
@@ -110,17 +122,15 @@ def assert_lab_gone(footprint: LabFootprint, sysctls_before: dict[str, str | Non
     assert not mounts_mentioning("/run/netns/wm-lab"), mounts_mentioning("/run/netns/wm-lab")
     alive = [p.pid for p in footprint.processes if procs.is_alive(p)]
     assert not alive, f"lab processes still alive: {alive}"
-    assert sysctl_snapshot() == sysctls_before, "sysctls not restored"
     record = MachineRecord.load()
     assert record is None or record.dir != footprint.dir, "machine record still names the lab"
+    if record is None:
+        assert sysctl_snapshot() == footprint.sysctls, "sysctls not restored"
+    else:  # another lab (another test run) came up since: it must have seen our originals
+        seen = {k: record.sysctl_saved.get(k, v) for k, v in sysctl_snapshot().items()}
+        assert seen == footprint.sysctls, "sysctls were not restored before the next lab"
     assert not (footprint.dir / "lab.json").exists(), "state file left"
     assert not (footprint.dir / "hosts").exists(), "host files left"
-
-
-@pytest.fixture
-def sysctls_before() -> dict[str, str | None]:
-    """The neighbour-table sysctls before the test made any lab."""
-    return sysctl_snapshot()
 
 
 LabFactory = Callable[..., Lab]

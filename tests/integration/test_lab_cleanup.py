@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,7 @@ from tests.integration.conftest import (
     sysctl_snapshot,
 )
 from wiremesh.lab import Lab, MachineRecord, down_dir, procs
-from wiremesh.lab.state import LabState, ProcRef
+from wiremesh.lab.state import LabState, ProcRef, machine_lock
 from wiremesh.lab.sysctl import NEIGH_LIMITS
 
 pytestmark = pytest.mark.root
@@ -44,57 +45,58 @@ def _busy(lab: Lab) -> None:
     )
 
 
-def test_sysctls_are_raised_while_the_lab_runs(
-    lab_factory: LabFactory, sysctls_before: dict[str, str | None]
-) -> None:
-    lab_factory(1)
-    now = sysctl_snapshot()
-    for key, wanted in NEIGH_LIMITS.items():
-        if now[key] is not None:
-            assert int(now[key] or 0) >= wanted, key
-    record = MachineRecord.load()
-    assert record is not None
-    for key, original in record.sysctl_saved.items():
-        assert sysctls_before[key] == original
+def test_sysctls_are_raised_while_the_lab_runs_and_restored_after(tmp_path: Path) -> None:
+    lab = Lab.up(tmp_path / "lab", 1, wait=LAB_WAIT)
+    footprint = LabFootprint.of(lab.dir)
+    try:
+        now = sysctl_snapshot()
+        for key, wanted in NEIGH_LIMITS.items():
+            if now[key] is not None:
+                assert int(now[key] or 0) >= wanted, key
+        record = MachineRecord.load()
+        assert record is not None and record.dir == lab.dir
+        assert record.sysctl_saved  # the defaults here (128/512/1024) are below what a lab needs
+        for key, original in record.sysctl_saved.items():
+            assert int(original) < NEIGH_LIMITS[key]
+            assert footprint.sysctls[key] == original
+    finally:
+        lab.down()
+    assert_lab_gone(footprint)
 
 
-def test_down_removes_everything(tmp_path: Path, sysctls_before: dict[str, str | None]) -> None:
+def test_down_removes_everything(tmp_path: Path) -> None:
     lab = Lab.up(tmp_path / "lab", 3, wait=LAB_WAIT)
     _busy(lab)
     footprint = LabFootprint.of(lab.dir)
     assert len(footprint.processes) >= 3 * 4  # launcher, PID 1, sleep, sshd per host, and more
     r = cli("lab", "down", "--dir", lab.dir)
     assert r.code == 0, r.err
-    assert_lab_gone(footprint, sysctls_before)
+    assert_lab_gone(footprint)
     assert not lab.dir.exists()  # the lab made the directory, so it removes it
     again = cli("lab", "down", "--dir", lab.dir)
     assert again.code == 0
     assert "nothing to do" in again.err
 
 
-def test_down_keeps_files_it_did_not_make(
-    tmp_path: Path, sysctls_before: dict[str, str | None]
-) -> None:
+def test_down_keeps_files_it_did_not_make(tmp_path: Path) -> None:
     directory = tmp_path / "mine"
     directory.mkdir()
     (directory / "notes.txt").write_text("keep me")
     lab = Lab.up(directory, 1, wait=LAB_WAIT)
     footprint = LabFootprint.of(directory)
     lab.down()
-    assert_lab_gone(footprint, sysctls_before)
+    assert_lab_gone(footprint)
     assert sorted(p.name for p in directory.iterdir()) == ["notes.txt"]
 
 
-def test_an_exception_inside_the_with_block_tears_down(
-    tmp_path: Path, sysctls_before: dict[str, str | None]
-) -> None:
+def test_an_exception_inside_the_with_block_tears_down(tmp_path: Path) -> None:
     footprint = None
     with pytest.raises(RuntimeError, match="on purpose"), Lab.up(tmp_path / "lab", 2) as lab:
         _busy(lab)
         footprint = LabFootprint.of(lab.dir)
         raise RuntimeError("fails on purpose")
     assert footprint is not None
-    assert_lab_gone(footprint, sysctls_before)
+    assert_lab_gone(footprint)
 
 
 INNER_TEST = """
@@ -110,15 +112,13 @@ def test_fails_midway(lab_factory):
     fp = LabFootprint.of(lab.dir)
     Path(os.environ["FOOTPRINT"]).write_text(json.dumps({
         "dir": str(fp.dir), "netns": fp.netns, "links": fp.links,
-        "processes": [[p.pid, p.start] for p in fp.processes],
+        "processes": [[p.pid, p.start] for p in fp.processes], "sysctls": fp.sysctls,
     }))
     assert False, "fails on purpose, midway"
 """
 
 
-def test_a_test_that_fails_midway_leaves_nothing(
-    tmp_path: Path, sysctls_before: dict[str, str | None]
-) -> None:
+def test_a_test_that_fails_midway_leaves_nothing(tmp_path: Path) -> None:
     inner = tmp_path / "test_inner.py"
     inner.write_text(textwrap.dedent(INNER_TEST))
     report = tmp_path / "footprint.json"
@@ -142,15 +142,14 @@ def test_a_test_that_fails_midway_leaves_nothing(
         netns=value["netns"],
         links=value["links"],
         processes=[ProcRef(pid, start) for pid, start in value["processes"]],
+        sysctls=value["sysctls"],
     )
     assert footprint.processes
-    assert_lab_gone(footprint, sysctls_before)
+    assert_lab_gone(footprint)
 
 
 @pytest.mark.parametrize("step", ["state", "network", "host:lab2", "ready", "files"])
-def test_a_failing_up_removes_what_it_made(
-    tmp_path: Path, sysctls_before: dict[str, str | None], step: str
-) -> None:
+def test_a_failing_up_removes_what_it_made(tmp_path: Path, step: str) -> None:
     seen: list[LabFootprint] = []
 
     def fail_at(where: str) -> None:
@@ -161,7 +160,7 @@ def test_a_failing_up_removes_what_it_made(
     with pytest.raises(RuntimeError, match="injected failure"):
         Lab.up(tmp_path / "lab", 3, wait=LAB_WAIT, checkpoint=fail_at)
     assert seen
-    assert_lab_gone(seen[0], sysctls_before)
+    assert_lab_gone(seen[0])
     assert not (tmp_path / "lab").exists()
 
 
@@ -179,9 +178,7 @@ Lab.up(Path(sys.argv[1]), 3, checkpoint=crash_at)
 
 
 @pytest.mark.parametrize("step", ["state", "network", "host:lab1", "host:lab2", "ready"])
-def test_down_after_a_crashed_up_removes_everything(
-    tmp_path: Path, sysctls_before: dict[str, str | None], step: str
-) -> None:
+def test_down_after_a_crashed_up_removes_everything(tmp_path: Path, step: str) -> None:
     directory = tmp_path / "lab"
     r = subprocess.run(
         [sys.executable, "-c", CRASH, str(directory), step],
@@ -205,25 +202,29 @@ def test_down_after_a_crashed_up_removes_everything(
             assert "incomplete" in listed.err
     finally:
         down_dir(directory)
-    assert_lab_gone(footprint, sysctls_before)
+    assert_lab_gone(footprint)
     assert not (tmp_path / "other").exists()
 
 
-def test_a_stale_machine_record_does_not_block_a_new_lab(
-    tmp_path: Path, sysctls_before: dict[str, str | None]
-) -> None:
+def test_a_stale_machine_record_does_not_block_a_new_lab(tmp_path: Path) -> None:
     # An `up` that died after claiming the machine but before its state file: nothing was made.
-    MachineRecord(dir=tmp_path / "gone").save()
+    # Never overwrite a real record (another lab on this machine): wait for the machine to be free.
+    deadline = time.monotonic() + LAB_WAIT
+    while True:
+        with machine_lock():
+            if MachineRecord.load() is None:
+                MachineRecord(dir=tmp_path / "gone").save()
+                break
+        assert time.monotonic() < deadline, f"another lab runs: {MachineRecord.load()}"
+        time.sleep(0.5)
     lab = Lab.up(tmp_path / "lab", 1, wait=LAB_WAIT)
     footprint = LabFootprint.of(lab.dir)
     lab.down()
-    assert_lab_gone(footprint, sysctls_before)
+    assert_lab_gone(footprint)
     assert MachineRecord.load() is None
 
 
-def test_sigkilled_host_is_reported_and_cleaned(
-    lab_factory: LabFactory, sysctls_before: dict[str, str | None]
-) -> None:
+def test_sigkilled_host_is_reported_and_cleaned(lab_factory: LabFactory) -> None:
     lab = lab_factory(2)
     init = procs.ref(lab.host("lab2").pid)
     assert init is not None
@@ -236,4 +237,4 @@ def test_sigkilled_host_is_reported_and_cleaned(
     assert "not running" in r.err
     footprint = LabFootprint.of(lab.dir)
     lab.down()
-    assert_lab_gone(footprint, sysctls_before)
+    assert_lab_gone(footprint)

@@ -13,7 +13,7 @@ from tests.integration.conftest import LabFootprint, assert_lab_gone
 pytestmark = pytest.mark.root
 
 
-def test_up_ls_exec_down(tmp_path: Path, sysctls_before: dict[str, str | None]) -> None:
+def test_up_ls_exec_down(tmp_path: Path) -> None:
     directory = tmp_path / "lab"
     up = cli("lab", "up", "--hosts", "2", "--dir", directory)
     try:
@@ -57,7 +57,7 @@ def test_up_ls_exec_down(tmp_path: Path, sysctls_before: dict[str, str | None]) 
     finally:
         down = cli("lab", "down", "--dir", directory)
     assert down.code == 0, down.err
-    assert_lab_gone(footprint, sysctls_before)
+    assert_lab_gone(footprint)
 
 
 def test_up_refuses_a_dir_with_files_it_would_overwrite(tmp_path: Path) -> None:

@@ -87,13 +87,26 @@ def _claim_machine(directory: Path, wait: float, names: Iterable[str]) -> Iterat
                 fresh.save()
                 yield fresh
                 return
-        if time.monotonic() >= deadline:
-            assert record is not None
+        assert record is not None
+        if time.monotonic() >= deadline or not _owner_alive(record.dir):
             raise OperationError(
                 f"another lab runs on this machine, in {record.dir} (only one lab can run at a time)",
                 hint=f"take it down first: wiremesh lab down --dir {record.dir}",
             )
         time.sleep(0.5)
+
+
+def _owner_alive(directory: Path) -> bool:
+    """True while the process that made the lab in ``directory`` runs (a test that will take it down).
+
+    Only then is waiting for that lab worth it; a lab made by `wiremesh lab up`, or by a crashed
+    process, stays until someone runs `lab down`.
+    """
+    try:
+        owner = LabState.load(directory).owner
+    except ValidationError:
+        return False
+    return owner is not None and procs.is_alive(owner)
 
 
 def _check_no_strays(wanted: Iterable[str]) -> None:
@@ -102,8 +115,10 @@ def _check_no_strays(wanted: Iterable[str]) -> None:
     links = network.existing_links() & wanted
     namespaces = network.existing_netns() & wanted
     if links or namespaces:
-        cmds = [f"ip link del {n}" for n in sorted(links)]
-        cmds += [f"ip netns del {n}" for n in sorted(namespaces)]
+        cmds = [
+            f"ip netns pids {n} | xargs -r kill -9; ip netns del {n}" for n in sorted(namespaces)
+        ]
+        cmds += [f"ip link del {n}" for n in sorted(links)]
         raise OperationError(
             "lab links or namespaces exist that no lab records: "
             + ", ".join(sorted(links | namespaces)),

@@ -63,6 +63,13 @@ def _read_json(path: Path) -> dict[str, Any]:
     return value
 
 
+def _self_ref() -> ProcRef | None:
+    from wiremesh.lab.procs import start_time
+
+    start = start_time(os.getpid())
+    return ProcRef(os.getpid(), start) if start is not None else None
+
+
 @dataclass
 class ProcRef:
     """A process we started, by PID and start time (so a reused PID is never mistaken for ours)."""
@@ -114,7 +121,8 @@ class LabState:
     """``creating`` while ``up`` runs (or after it crashed), ``up`` once every host answered SSH."""
     created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     boot_id: str = field(default_factory=boot_id)
-    owner_pid: int = field(default_factory=os.getpid)
+    owner: ProcRef | None = field(default_factory=_self_ref)
+    """The process that ran ``up``: while it lives, a lab may be in use by it (a test run)."""
     created_dir: bool = False
     sysctl: bool = False
     bridges: list[str] = field(default_factory=list)
@@ -181,7 +189,7 @@ class LabState:
                 status=str(value["status"]),
                 created=str(value["created"]),
                 boot_id=str(value["boot_id"]),
-                owner_pid=int(value["owner_pid"]),
+                owner=ProcRef.from_json(value.get("owner")),
                 created_dir=bool(value["created_dir"]),
                 sysctl=bool(value["sysctl"]),
                 bridges=[str(x) for x in value["bridges"]],

@@ -237,6 +237,35 @@ def test_unknown_host_key_is_refused_unless_accepted(lab: Lab, tmp_path: Path) -
     assert "has CHANGED" in " ".join(r.out.split())
 
 
+def test_config_that_fails_to_load_is_rolled_back(lab: Lab) -> None:
+    # Another WireGuard interface holds UDP 51821 on lab1, so the new ListenPort cannot be bound:
+    # wg syncconf fails, and apply must put the previous config back.
+    lab.exec("lab1", ["wireguard-go", "wg9"])
+    lab.exec("lab1", ["wg", "set", "wg9", "listen-port", "51821"])
+    try:
+        before = host_files(lab, "lab1")["/etc/wireguard/wg0.conf"][0]
+        assert wm(lab, "node", "set", "lab1", "--listen-port", "51821").code == 0
+        plan = json.loads(wm(lab, "plan", "--json", "lab1").out)
+        assert "listen port 51820 → 51821" in [c["description"] for c in plan["hosts"][0]["changes"]]
+        r = wm(lab, "apply", "--yes")
+        assert r.code == 1
+        flat = " ".join(r.out.split())
+        assert "FAILED lab1" in flat
+        assert "rolled back to the previous config" in flat
+        assert host_files(lab, "lab1")["/etc/wireguard/wg0.conf"][0] == before
+        assert lab.exec("lab1", ["wg", "show", "wg0", "listen-port"]).stdout.strip() == "51820"
+        lab.exec("lab1", ["ping", "-c", "1", "-W", "2", mesh_addresses(lab)["lab2"]])
+    finally:
+        lab.exec("lab1", ["ip", "link", "del", "wg9"], check=False)
+    r = wm(lab, "apply", "--yes")
+    assert r.code == 0, r.out
+    assert lab.exec("lab1", ["wg", "show", "wg0", "listen-port"]).stdout.strip() == "51821"
+    assert wm(lab, "node", "set", "lab1", "--clear", "listen_port").code == 0
+    assert wm(lab, "apply", "--yes").code == 0
+    assert lab.exec("lab1", ["wg", "show", "wg0", "listen-port"]).stdout.strip() == "51820"
+    assert wm(lab, "status", "--ping", "--json").code == 0
+
+
 def test_no_private_key_reaches_the_operator(lab: Lab) -> None:
     keys = {}
     for host in lab.hosts:

@@ -90,7 +90,7 @@ class MeshHealth:
         return self.ping is None or all(p.received > 0 for p in self.ping)
 
 
-def node_status(name: str, seen: ObservedHost, peers: dict[str, PublicKey | None]) -> NodeStatus:
+def node_status(name: str, seen: ObservedHost, peers: Mapping[str, PublicKey | None]) -> NodeStatus:
     """The status of one reachable node; ``peers`` are the other nodes' keys, by name."""
     device = seen.device
     if device is None:

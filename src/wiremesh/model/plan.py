@@ -12,9 +12,10 @@ syncconf does not touch (addresses, MTU, routes) has records of its own, carried
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from wiremesh.model.addressing import IPNetwork
+from wiremesh.model.addressing import IPAddress, IPNetwork
 from wiremesh.model.device import (
     IPInterface,
     ObservedDevice,
@@ -138,6 +139,17 @@ class SetAddress(Change):
 
 
 @dataclass(frozen=True)
+class SetListenPort(Change):
+    """Change the UDP listen port (carried out by ``wg syncconf`` with the new config)."""
+
+    old: int | None
+    new: int
+
+    def describe(self) -> str:
+        return f"listen port {self.old} → {self.new}"
+
+
+@dataclass(frozen=True)
 class SetMtu(Change):
     """Change the interface MTU."""
 
@@ -200,14 +212,34 @@ def _fmt_ips(nets: tuple[IPNetwork, ...] | frozenset[IPNetwork]) -> str:
     return ", ".join(sorted(map(str, nets))) or "(none)"
 
 
-def diff_peer(wanted: WantedPeer, observed: ObservedPeer) -> list[Change]:
+Resolved = Mapping[str, frozenset[IPAddress]]
+
+
+def same_endpoint(wanted: Endpoint, observed: Endpoint | None, resolved: Resolved) -> bool:
+    """True when the running endpoint is the wanted one. A DNS name matches any of the addresses it
+    resolved to before planning (wg resolves names once, when the config is loaded)."""
+    if observed is None:
+        return False
+    if wanted.is_ip:
+        return wanted == observed
+    addresses = resolved.get(str(wanted.host))
+    if addresses is None:  # could not resolve here: trust the host's own resolution
+        return wanted.port == observed.port
+    return wanted.port == observed.port and observed.host in addresses
+
+
+def diff_peer(
+    wanted: WantedPeer, observed: ObservedPeer, resolved: Resolved | None = None
+) -> list[Change]:
     """The settings of a configured peer that differ from the wanted ones.
 
     An observed endpoint is compared only when we want a fixed one: without one, WireGuard learns
     the peer's address from its packets (roaming), and that is not a difference.
     """
     out: list[Change] = []
-    if wanted.endpoint is not None and wanted.endpoint != observed.endpoint:
+    if wanted.endpoint is not None and not same_endpoint(
+        wanted.endpoint, observed.endpoint, resolved or {}
+    ):
         out.append(
             UpdatePeer(
                 wanted.name, "endpoint", str(observed.endpoint or "(none)"), str(wanted.endpoint)
@@ -235,7 +267,10 @@ def diff_peer(wanted: WantedPeer, observed: ObservedPeer) -> list[Change]:
 
 
 def diff_peers(
-    wanted: WantedDevice, observed: ObservedDevice, names: dict[PublicKey, str]
+    wanted: WantedDevice,
+    observed: ObservedDevice,
+    names: Mapping[PublicKey, str],
+    resolved: Resolved | None = None,
 ) -> list[Change]:
     """Peer additions, removals and updates between two devices."""
     out: list[Change] = []
@@ -248,7 +283,7 @@ def diff_peers(
         if current is None:
             out.append(AddPeer(peer.name, peer.endpoint, peer.allowed_ips))
         else:
-            out.extend(diff_peer(peer, current))
+            out.extend(diff_peer(peer, current, resolved))
     for current in observed.peers:
         if current.public_key not in wanted_keys:
             label = names.get(current.public_key, f"with key {current.public_key}")
@@ -265,6 +300,9 @@ def diff_interface(
     have_addrs = set(observed.addresses)
     out += [SetAddress(a, True) for a in wanted.device.interface.addresses if a not in have_addrs]
     out += [SetAddress(a, False) for a in observed.addresses if a not in want_addrs]
+    port = wanted.device.interface.listen_port
+    if observed.listen_port != port:
+        out.append(SetListenPort(observed.listen_port, port))
     mtu = wanted.device.interface.mtu
     if mtu is not None and observed.mtu != mtu:
         out.append(SetMtu(observed.mtu, mtu))
@@ -279,7 +317,8 @@ def plan_host(
     wanted: WantedHost,
     observed: ObservedHost,
     config_path: str,
-    names: dict[PublicKey, str],
+    names: Mapping[PublicKey, str],
+    resolved: Resolved | None = None,
 ) -> HostPlan:
     """Everything to change on one reachable host. ``names`` names peers by key for removals."""
     changes: list[Change] = []
@@ -304,7 +343,7 @@ def plan_host(
     else:
         if not observed.link_up:
             changes.append(LinkUp(wanted.device.interface.name))
-        changes += diff_peers(wanted.device, device, names)
+        changes += diff_peers(wanted.device, device, names, resolved)
         added = [r.network for r in observed.routes if r.protocol != "kernel"]
         changes += diff_interface(wanted, device, added)
     if observed.systemd and not observed.service_enabled:

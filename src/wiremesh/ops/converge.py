@@ -14,6 +14,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+from wiremesh.model.addressing import IPAddress
 from wiremesh.model.host import ObservedHost, WantedHost
 from wiremesh.model.inventory import Inventory
 from wiremesh.model.keys import PublicKey
@@ -22,6 +23,7 @@ from wiremesh.ops.mesh import (
     RunOptions,
     effective_keys,
     open_and_observe,
+    resolve_endpoints,
     select,
     ssh_options,
     ssh_target,
@@ -92,6 +94,7 @@ class _Context:
     observed: dict[str, ObservedHost | HostError]
     keys: dict[str, PublicKey | None]
     pending: frozenset[str]
+    resolved: dict[str, frozenset[IPAddress]]
 
 
 def _names_by_key(inventory: Inventory, keys: dict[str, PublicKey | None]) -> dict[PublicKey, str]:
@@ -105,7 +108,7 @@ def _names_by_key(inventory: Inventory, keys: dict[str, PublicKey | None]) -> di
     return names
 
 
-def _plans(ctx: _Context, wanted: dict[str, WantedHost], sessions_ok: set[str]) -> list[HostResult]:
+def _plans(ctx: _Context, wanted: dict[str, WantedHost]) -> list[HostResult]:
     interface = ctx.inventory.mesh.interface
     conf, _ = scripts.paths(interface)
     names = _names_by_key(ctx.inventory, ctx.keys)
@@ -124,7 +127,8 @@ def _plans(ctx: _Context, wanted: dict[str, WantedHost], sessions_ok: set[str]) 
         view = (
             replace(seen, public_key=key) if key is not None and name not in ctx.pending else seen
         )
-        out.append(HostResult(name, plan_host(name, wanted[name], view, conf, names)))
+        planned = plan_host(name, wanted[name], view, conf, names, ctx.resolved)
+        out.append(HostResult(name, planned))
     for name in ctx.removed:
         seen = ctx.observed[name]
         if isinstance(seen, HostError):
@@ -133,7 +137,6 @@ def _plans(ctx: _Context, wanted: dict[str, WantedHost], sessions_ok: set[str]) 
         present = seen.device is not None or (seen.config is not None and seen.config.managed)
         changes: tuple[Change, ...] = (TearDown(interface),) if present else ()
         out.append(HostResult(name, HostPlan(name, changes), removed=True))
-    del sessions_ok
     return out
 
 
@@ -152,7 +155,8 @@ async def _observe(
     pending = frozenset(
         n for n in nodes if isinstance(observed[n], ObservedHost) and keys.get(n) is None
     )
-    return _Context(inventory, ssh, nodes, removed, observed, keys, pending)
+    resolved = resolve_endpoints(inventory)
+    return _Context(inventory, ssh, nodes, removed, observed, keys, pending, resolved)
 
 
 def _mesh_plan(ctx: _Context) -> MeshPlan:
@@ -164,7 +168,7 @@ def _mesh_plan(ctx: _Context) -> MeshPlan:
         if (k := ctx.keys.get(n.name)) is not None and k != n.public_key
     }
     skipped = tuple(n.name for n in keyed if n.public_key is None and n.name not in ctx.pending)
-    return MeshPlan(tuple(_plans(ctx, wanted, set())), updates, skipped)
+    return MeshPlan(tuple(_plans(ctx, wanted)), updates, skipped)
 
 
 def plan(file: InventoryFile, names: list[str], options: RunOptions) -> MeshPlan:

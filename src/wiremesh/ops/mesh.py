@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from ipaddress import ip_address
 from pathlib import Path
 
 from wiremesh.codec.wgquick import KeyFile, render
 from wiremesh.errors import ValidationError
+from wiremesh.model.addressing import IPAddress
 from wiremesh.model.endpoint import SshTarget
 from wiremesh.model.host import ObservedHost, WantedHost
 from wiremesh.model.inventory import Inventory, Node, RemovedNode
@@ -50,6 +53,27 @@ def ssh_options(file: InventoryFile, inventory: Inventory, options: RunOptions) 
         connect_timeout=options.connect_timeout,
         command_timeout=options.command_timeout,
     )
+
+
+def resolve_endpoints(inventory: Inventory) -> dict[str, frozenset[IPAddress]]:
+    """The addresses of every DNS-name endpoint (so that plans compare them with what wg shows).
+
+    Names that do not resolve here are left out: the plan then trusts the host's own resolution.
+    """
+    names = {
+        str(e.host)
+        for n in inventory
+        for e in (n.endpoint, n.private_endpoint)
+        if e is not None and not e.is_ip
+    }
+    out: dict[str, frozenset[IPAddress]] = {}
+    for name in sorted(names):
+        try:
+            infos = socket.getaddrinfo(name, None, type=socket.SOCK_DGRAM)
+        except OSError:
+            continue
+        out[name] = frozenset(ip_address(str(info[4][0]).split("%")[0]) for info in infos)
+    return out
 
 
 def ssh_target(node: Node | RemovedNode) -> SshTarget:

@@ -27,7 +27,7 @@ from wiremesh.remote.ssh import HostCommandError, HostError, Session
 
 log = logging.getLogger("wiremesh.apply")
 
-PEER_CHANGES = ("AddPeer", "RemovePeer", "UpdatePeer")
+PEER_CHANGES = ("AddPeer", "RemovePeer", "UpdatePeer", "SetListenPort")
 
 
 async def observe(session: Session, interface: str) -> ObservedHost:

@@ -26,7 +26,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--name", default="mesh", help="mesh name (default: mesh)")
     p.add_argument("--port", type=int_arg, default=DEFAULT_PORT, help="UDP listen port (51820)")
     p.add_argument("--interface", default=DEFAULT_INTERFACE, help="WireGuard interface (wg0)")
-    p.add_argument("--mtu", type=int_arg, default=DEFAULT_MTU, help="interface MTU (1420)")
+    p.add_argument(
+        "--mtu",
+        default=str(DEFAULT_MTU),
+        help='interface MTU (1420), or "auto" (from the underlay)',
+    )
     p.add_argument(
         "--keepalive", type=int_arg, default=DEFAULT_KEEPALIVE, help="PersistentKeepalive (25 s)"
     )
@@ -41,7 +45,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         name=f.parse_label(args.name, "--name"),
         port=f.parse_port_value(args.port, "--port"),
         interface=f.parse_interface(args.interface, "--interface"),
-        mtu=args.mtu,
+        mtu=f.parse_mtu(args.mtu, "--mtu"),
         keepalive=args.keepalive,
     )
     file = InventoryFile(ctx.inventory_path)

@@ -10,7 +10,16 @@ from wiremesh.cli.args import int_arg, parse_option
 from wiremesh.cli.context import Context
 from wiremesh.codec import fields as f
 from wiremesh.model.names import node_name
-from wiremesh.ops.nodes import CLEARABLE, NodeFields, add_node, node_record, remove_node, set_node
+from wiremesh.ops.nodes import (
+    CLEARABLE,
+    MESH_SETTABLE,
+    NodeFields,
+    add_node,
+    node_record,
+    remove_node,
+    set_mesh,
+    set_node,
+)
 from wiremesh.store.inventory_file import InventoryFile
 
 
@@ -23,6 +32,7 @@ def _node_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--site", help="site name: nodes of one site use private endpoints")
     p.add_argument("--private-endpoint", metavar="HOST[:PORT]", help="address within the site")
     p.add_argument("--listen-port", type=int_arg, metavar="N", help="UDP port (default: mesh port)")
+    p.add_argument("--relay", metavar="NODE", help="relay for this node (default: the mesh's)")
     p.add_argument(
         "--allowed-ip",
         action="append",
@@ -59,6 +69,25 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="do not tear the host down at the next apply (also drops a pending removal)",
     )
     rm.set_defaults(handler=run_rm)
+    mesh = sub.add_parser("mesh", help="change mesh-wide settings")
+    msub = mesh.add_subparsers(dest="mesh_command", metavar="SUBCOMMAND", parser_class=type(mesh))
+    msub.required = True
+    mset = msub.add_parser("set", help="change mesh settings (mtu, keepalive, ssh_config, relay)")
+    mset.add_argument(
+        "--mtu", help='MTU of every interface, or "auto" (from each host\'s underlay)'
+    )
+    mset.add_argument("--keepalive", type=int_arg, metavar="S", help="PersistentKeepalive seconds")
+    mset.add_argument("--ssh-config-file", metavar="PATH", help="OpenSSH config for this mesh")
+    mset.add_argument("--relay", metavar="NODE", help="node relaying between nodes behind NAT")
+    mset.add_argument(
+        "--clear",
+        action="append",
+        default=[],
+        choices=MESH_SETTABLE,
+        metavar="KEY",
+        help=f"back to the default (one of: {', '.join(MESH_SETTABLE)})",
+    )
+    mset.set_defaults(handler=run_mesh_set)
     ls = nsub.add_parser("ls", help="list nodes")
     ls.add_argument("--json", action="store_true", help="machine-readable output")
     ls.set_defaults(handler=run_ls)
@@ -80,6 +109,7 @@ def _fields(args: argparse.Namespace) -> NodeFields:
             if args.allowed_ips
             else None
         ),
+        relay=parse_option(f.parse_node_name, args.relay, "--relay"),  # type: ignore[arg-type]
         clear=frozenset(getattr(args, "clear", [])),
     )
 
@@ -115,6 +145,22 @@ def run_rm(args: argparse.Namespace, ctx: Context) -> int:
         )
     else:
         ctx.out.info(f"removed node {removal.name}; run 'wiremesh apply' to update the other hosts")
+    return 0
+
+
+def run_mesh_set(args: argparse.Namespace, ctx: Context) -> int:
+    """``mesh set``."""
+    changes: dict[str, object] = {}
+    if args.mtu is not None:
+        changes["mtu"] = f.parse_mtu(args.mtu, "--mtu")
+    if args.keepalive is not None:
+        changes["keepalive"] = f.parse_seconds(args.keepalive, "--keepalive")
+    if args.ssh_config_file is not None:
+        changes["ssh_config"] = f.parse_text(args.ssh_config_file, "--ssh-config-file")
+    if args.relay is not None:
+        changes["relay"] = f.parse_node_name(args.relay, "--relay")
+    mesh = set_mesh(InventoryFile(ctx.inventory_path), changes, frozenset(args.clear))
+    ctx.out.info(f"mesh {mesh.name}: updated; run 'wiremesh apply' to change the hosts")
     return 0
 
 

@@ -109,8 +109,14 @@ def parse_port_value(value: object, what: str) -> int:
     return parse_port(value, what)
 
 
-def parse_mtu(value: object, what: str) -> int:
-    """An MTU (range checked with the rest of the mesh)."""
+def parse_mtu(value: object, what: str) -> int | str:
+    """An MTU (range checked with the rest of the mesh), or "auto"."""
+    if value == "auto":
+        return "auto"
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    if isinstance(value, str):
+        raise ValidationError(f'{what} {value!r} is not a number or "auto"', 'e.g. 1420 or "auto"')
     return _int(value, what)
 
 

@@ -61,6 +61,7 @@ MESH_FIELDS: tuple[Field, ...] = (
     Field("mtu", f.parse_mtu),
     Field("keepalive", f.parse_seconds),
     Field("ssh_config", f.parse_text),
+    Field("relay", f.parse_node_name),
 )
 
 NODE_FIELDS: tuple[Field, ...] = (
@@ -74,6 +75,7 @@ NODE_FIELDS: tuple[Field, ...] = (
     Field("listen_port", f.parse_port_value),
     Field("allowed_ips", f.parse_subnets),
     Field("public_key", f.parse_public_key),
+    Field("relay", f.parse_node_name),
 )
 
 REMOVED_FIELDS: tuple[Field, ...] = (

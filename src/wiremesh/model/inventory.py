@@ -23,6 +23,7 @@ FORMAT_VERSION = 1
 DEFAULT_INTERFACE = "wg0"
 DEFAULT_PORT = 51820
 DEFAULT_MTU = 1420
+MTU_AUTO = "auto"  # derive each host's MTU from its underlay path
 DEFAULT_KEEPALIVE = 25
 MTU_MIN_IPV4 = 576  # RFC 791: every IPv4 host must accept 576-byte datagrams
 MTU_MIN_IPV6 = 1280  # RFC 8200 section 5
@@ -38,9 +39,10 @@ class MeshSettings:
     interface: str = DEFAULT_INTERFACE
     cidr6: IPv6Network | None = None
     port: int = DEFAULT_PORT
-    mtu: int = DEFAULT_MTU
+    mtu: int | str = DEFAULT_MTU  # a number, or MTU_AUTO
     keepalive: int = DEFAULT_KEEPALIVE
     ssh_config: str | None = None
+    relay: NodeName | None = None  # forwards between nodes that have no endpoint
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ class Node:
     listen_port: int | None = None
     public_key: PublicKey | None = None
     allowed_ips: tuple[IPNetwork, ...] = ()
+    relay: NodeName | None = None  # overrides the mesh's relay for this node
 
 
 @dataclass(frozen=True)
@@ -182,6 +185,7 @@ def check(inventory: Inventory) -> list[ValidationError]:
                     "delete the [[removed]] entry (it tells 'apply' to tear the host down)",
                 )
             )
+    problems += _check_relays(inventory)
     problems += _check_addresses(inventory)
     problems += _check_keys(inventory)
     problems += _check_allowed_ips(inventory)
@@ -198,7 +202,15 @@ def _check_mesh(mesh: MeshSettings) -> list[ValidationError]:
             )
         )
     low = MTU_MIN_IPV6 if mesh.cidr6 is not None else MTU_MIN_IPV4
-    if not low <= mesh.mtu <= MTU_MAX:
+    if isinstance(mesh.mtu, str):
+        if mesh.mtu != MTU_AUTO:
+            problems.append(
+                ValidationError(
+                    f'mesh mtu {mesh.mtu!r} is not a number or "auto"',
+                    'use a number such as 1420, or "auto" to derive it from each host\'s underlay',
+                )
+            )
+    elif not low <= mesh.mtu <= MTU_MAX:
         why = " (the mesh has an IPv6 overlay)" if mesh.cidr6 is not None else ""
         problems.append(
             ValidationError(
@@ -213,6 +225,30 @@ def _check_mesh(mesh: MeshSettings) -> list[ValidationError]:
                 "use seconds from 1 to 65535, or 0 for never",
             )
         )
+    return problems
+
+
+def _check_relays(inventory: Inventory) -> list[ValidationError]:
+    problems = []
+    wanted = [("mesh", inventory.mesh.relay)] + [(f"node {n.name!r}", n.relay) for n in inventory]
+    for where, relay in wanted:
+        if relay is None:
+            continue
+        node = inventory.find(relay)
+        if node is None:
+            problems.append(
+                ValidationError(
+                    f"{where}: relay {relay!r} is not a node{did_you_mean(relay, list(inventory.names()))}",
+                    "name a node with a public endpoint as relay",
+                )
+            )
+        elif node.endpoint is None:
+            problems.append(
+                ValidationError(
+                    f"{where}: relay {relay!r} has no endpoint",
+                    "a relay must be reachable by everyone: pick a node with an 'endpoint'",
+                )
+            )
     return problems
 
 

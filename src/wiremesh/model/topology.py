@@ -70,7 +70,7 @@ def _interface(inventory: Inventory, node: Node) -> WantedInterface:
         name=inventory.mesh.interface,
         addresses=node_addresses(inventory, node),
         listen_port=inventory.listen_port(node),
-        mtu=inventory.mesh.mtu,
+        mtu=inventory.mesh.mtu if isinstance(inventory.mesh.mtu, int) else None,
     )
 
 

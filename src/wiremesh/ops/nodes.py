@@ -6,7 +6,7 @@ They take validated values (the CLI parses options at the edge) and return value
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
-from ipaddress import IPv4Address, IPv6Address
+from ipaddress import IPv4Address, IPv4Network, IPv6Address
 from typing import Any
 
 from wiremesh.errors import ValidationError
@@ -37,6 +37,7 @@ class NodeFields:
     private_endpoint: Endpoint | None = None
     listen_port: int | None = None
     allowed_ips: tuple[IPNetwork, ...] | None = None
+    relay: NodeName | None = None
     clear: frozenset[str] = field(default_factory=frozenset)
 
     def given(self) -> dict[str, Any]:
@@ -56,7 +57,20 @@ CLEARABLE = (
     "private_endpoint",
     "listen_port",
     "allowed_ips",
+    "relay",
 )
+MESH_SETTABLE = ("mtu", "keepalive", "ssh_config", "relay")
+
+
+def set_mesh(file: InventoryFile, changes: dict[str, Any], clear: frozenset[str]) -> MeshSettings:
+    """Change mesh settings (``mesh set``); cleared keys go back to their defaults."""
+    defaults = MeshSettings(cidr=IPv4Network("10.0.0.0/24"))
+    with file.edit() as edit:
+        values = {key: getattr(defaults, key) for key in clear}
+        values.update(changes)
+        mesh = replace(edit.inventory.mesh, **values)
+        edit.inventory = replace(edit.inventory, mesh=mesh)
+        return mesh
 
 
 def add_node(file: InventoryFile, name: NodeName, settings: NodeFields) -> Node:

@@ -101,9 +101,18 @@ def test_health_and_ping() -> None:
     seen = parse_observation("wg0", OUTPUT)
     from wiremesh.model.keys import PublicKey
 
-    peers = {"b": PublicKey(K[1]), "c": PublicKey(K[2])}
-    status = node_status("a", seen, peers)
+    from ipaddress import IPv4Address
+
+    from wiremesh.model.health import Member
+
+    members = {
+        name: Member(name, PublicKey(key), IPv4Address(f"10.0.0.{i + 1}"))
+        for i, (name, key) in enumerate(zip("abc", K, strict=True))
+    }
+    status = node_status("a", seen, members)
     assert [p.up for p in status.peers] == [True, False]
+    assert [p.link for p in status.peers] == ["direct", "down"]
+    assert status.peers[1].reason == "no handshake with c in the last 180 s"
     health = mesh_health([status], None)
     assert (health.links_expected, health.links_up) == (0, 1)
     ping = parse_ping(

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
-
-from rich.markup import escape
+from typing import TYPE_CHECKING, Any
 
 from wiremesh.cli.context import Context
-from wiremesh.cli.output import Output
-from wiremesh.cli.progress import progress_for
+from wiremesh.cli.output import Output, escape
 from wiremesh.errors import ExitStatus, ValidationError
-from wiremesh.model.plan import AddPeer, Change, RemovePeer, TearDown
-from wiremesh.ops.converge import HostResult, MeshPlan, apply, plan
-from wiremesh.ops.mesh import RunOptions
-from wiremesh.remote.fanout import DEFAULT_PARALLEL
+from wiremesh.remote.limits import DEFAULT_PARALLEL
 from wiremesh.store.inventory_file import InventoryFile
+
+# The SSH stack (asyncssh) is imported when a command talks to hosts, not at start-up.
+if TYPE_CHECKING:
+    from wiremesh.model.plan import Change
+    from wiremesh.ops.converge import HostResult, MeshPlan
+    from wiremesh.ops.mesh import RunOptions
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
@@ -51,6 +51,9 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
 
 def run_options(args: argparse.Namespace, ctx: Context, show_progress: bool = True) -> RunOptions:
     """The :class:`RunOptions` from the command line."""
+    from wiremesh.cli.progress import progress_for
+    from wiremesh.ops.mesh import RunOptions
+
     if args.parallel < 1:
         raise ValidationError(f"--parallel {args.parallel} must be at least 1")
     return RunOptions(
@@ -73,11 +76,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     a = sub.add_parser("apply", help="bring every host to the inventory's state, live")
     a.add_argument("nodes", nargs="*", metavar="NODE", help="only these nodes (default: all)")
     a.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    a.add_argument(
+        "--force",
+        action="store_true",
+        help="apply even where a host's own routes or addresses overlap the mesh network",
+    )
     add_run_options(a)
     a.set_defaults(handler=run_apply)
 
 
 def _sign(change: Change) -> str:
+    from wiremesh.model.plan import AddPeer, RemovePeer, TearDown
+
     if isinstance(change, AddPeer):
         return "[green]+[/green]"
     if isinstance(change, RemovePeer | TearDown):
@@ -95,8 +105,12 @@ def print_plan(out: Output, mesh: MeshPlan) -> None:
                 out.line(f"    [cyan]hint:[/cyan] {escape(host.error.hint)}")
         elif host.plan is None or host.plan.empty:
             out.line(f"{label}  [dim]up to date[/dim]")
+            for conflict in host.plan.conflicts if host.plan else ():
+                out.line(f"  [red]![/red] {escape(conflict)}")
         else:
             out.line(f"{label}  {len(host.plan.changes)} change(s)")
+            for conflict in host.plan.conflicts:
+                out.line(f"  [red]![/red] {escape(conflict)}")
             for change in host.plan.changes:
                 out.line(f"  {_sign(change)} {escape(change.describe())}")
     for name, key in mesh.key_updates.items():
@@ -111,6 +125,11 @@ def print_plan(out: Output, mesh: MeshPlan) -> None:
         f"{len(mesh.hosts)} host(s): {changing} to change, {current} up to date, "
         f"{len(mesh.failed)} unreadable"
     )
+    if mesh.conflicts:
+        out.line(
+            f"[red]{len(mesh.conflicts)} host(s) have networks that overlap the mesh:[/red] "
+            "apply refuses unless --force"
+        )
 
 
 def _host_json(host: HostResult) -> dict[str, Any]:
@@ -120,6 +139,7 @@ def _host_json(host: HostResult) -> dict[str, Any]:
         "removed": host.removed,
         "error": host.error.reason if host.error else None,
         "hint": host.error.hint if host.error else None,
+        "conflicts": list(host.plan.conflicts) if host.plan else [],
         "changes": [
             {"kind": c.kind, "description": c.describe()}
             for c in (host.plan.changes if host.plan else ())
@@ -130,6 +150,8 @@ def _host_json(host: HostResult) -> dict[str, Any]:
 
 def run_plan(args: argparse.Namespace, ctx: Context) -> int:
     """``plan``."""
+    from wiremesh.ops.converge import plan
+
     mesh = plan(
         InventoryFile(ctx.inventory_path), args.nodes, run_options(args, ctx, not args.json)
     )
@@ -165,11 +187,14 @@ def _confirm(ctx: Context, assume_yes: bool) -> Any:
 
 def run_apply(args: argparse.Namespace, ctx: Context) -> int:
     """``apply``."""
+    from wiremesh.ops.converge import apply
+
     report = apply(
         InventoryFile(ctx.inventory_path),
         args.nodes,
         run_options(args, ctx),
         _confirm(ctx, args.yes),
+        force=args.force,
     )
     out = ctx.out
     if not report.applied:

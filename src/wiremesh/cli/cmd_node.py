@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from rich.table import Table
-
 from wiremesh.cli.args import int_arg, parse_option
 from wiremesh.cli.context import Context
 from wiremesh.codec import fields as f
@@ -182,6 +180,8 @@ def run_ls(args: argparse.Namespace, ctx: Context) -> int:
             }
         )
         return 0
+    from rich.table import Table
+
     table = Table(title=f"mesh {inventory.mesh.name} ({inventory.mesh.cidr})", title_justify="left")
     for column in ("name", "address", "endpoint", "site", "ssh", "public key"):
         table.add_column(column, no_wrap=column in ("name", "address"))

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
-
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from wiremesh.cli.cmd_converge import add_run_options, run_options
 from wiremesh.cli.context import Context
 from wiremesh.cli.output import cell
 from wiremesh.errors import ExitStatus
-from wiremesh.model.health import MeshHealth, NodeStatus, PingResult
-from wiremesh.ops.status import status
 from wiremesh.store.inventory_file import InventoryFile
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from wiremesh.model.health import MeshHealth, NodeStatus, PingResult
 
 SCHEMA_VERSION = 1
 
@@ -50,7 +51,13 @@ def to_json(health: MeshHealth) -> dict[str, Any]:
     return {
         "schema": SCHEMA_VERSION,
         "healthy": health.healthy,
-        "links": {"expected": health.links_expected, "up": health.links_up},
+        "links": {
+            "expected": health.links_expected,
+            "up": health.links_up,
+            "direct": health.count("direct"),
+            "relayed": health.count("relayed"),
+            "down": health.count("down"),
+        },
         "nodes": [
             {
                 "name": n.name,
@@ -74,6 +81,9 @@ def to_json(health: MeshHealth) -> dict[str, Any]:
                         "rx_bytes": p.rx_bytes,
                         "tx_bytes": p.tx_bytes,
                         "up": p.up,
+                        "link": p.link,
+                        "via": p.via,
+                        "reason": p.reason,
                     }
                     for p in n.peers
                 ],
@@ -96,6 +106,8 @@ def to_json(health: MeshHealth) -> dict[str, Any]:
 
 
 def _node_table(node: NodeStatus) -> Table:
+    from rich.table import Table
+
     state = "[green]up[/green]" if node.interface_up else "[red]down[/red]"
     title = (
         f"[bold]{cell(node.name)}[/bold]  interface {state}  port {node.listen_port}  "
@@ -105,15 +117,12 @@ def _node_table(node: NodeStatus) -> Table:
     for column in ("peer", "endpoint", "handshake", "rx", "tx", "link"):
         table.add_column(column)
     for p in node.peers:
-        link = (
-            "[green]up[/green]"
-            if p.up
-            else (
-                "[red]not configured[/red]"
-                if not p.configured
-                else "[yellow]no recent handshake[/yellow]"
-            )
-        )
+        if p.link == "direct":
+            link = "[green]direct[/green]"
+        elif p.link == "relayed":
+            link = f"[green]relayed[/green] via {cell(p.via)}"
+        else:
+            link = f"[red]down[/red]: {cell(p.reason)}"
         table.add_row(
             cell(p.name),
             cell(p.endpoint) or "[dim](learnt from handshakes)[/dim]",
@@ -126,6 +135,8 @@ def _node_table(node: NodeStatus) -> Table:
 
 
 def _matrix(health: MeshHealth, pings: tuple[PingResult, ...], family: int) -> Table:
+    from rich.table import Table
+
     names = [n.name for n in health.nodes]
     table = Table(title=f"ping matrix (IPv{family}): loss / avg RTT", title_justify="left")
     table.add_column("from \\ to")
@@ -151,6 +162,8 @@ def _matrix(health: MeshHealth, pings: tuple[PingResult, ...], family: int) -> T
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     """``status``."""
+    from wiremesh.ops.status import status
+
     health = status(
         InventoryFile(ctx.inventory_path), run_options(args, ctx, not args.json), args.ping
     )
@@ -175,6 +188,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             out.table(_matrix(health, health.ping, 6))
     verdict = "[green]healthy[/green]" if health.healthy else "[red]NOT healthy[/red]"
     out.line(
-        f"links with a handshake in the last 180 s: {health.links_up}/{health.links_expected}; mesh {verdict}"
+        f"links up: {health.links_up}/{health.links_expected} ({health.count('direct')} direct, "
+        f"{health.count('relayed')} relayed, {health.count('down')} down); mesh {verdict}"
     )
     return code

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import IO, Any
+from functools import cached_property
+from typing import IO, TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
 
 
 class Output:
@@ -21,8 +22,22 @@ class Output:
     def __init__(self, stdout: IO[str] | None = None, stderr: IO[str] | None = None) -> None:
         self._stdout = stdout if stdout is not None else sys.stdout
         self._stderr = stderr if stderr is not None else sys.stderr
-        self.console = Console(file=self._stdout, highlight=False, soft_wrap=True)
-        self.err_console = Console(file=self._stderr, highlight=False, soft_wrap=True)
+
+    # The consoles are made on first use: importing rich costs start-up time that commands which
+    # print nothing rich (render of a big mesh) should not pay.
+    @cached_property
+    def console(self) -> Console:
+        """The rich console on stdout."""
+        from rich.console import Console
+
+        return Console(file=self._stdout, highlight=False, soft_wrap=True)
+
+    @cached_property
+    def err_console(self) -> Console:
+        """The rich console on stderr."""
+        from rich.console import Console
+
+        return Console(file=self._stderr, highlight=False, soft_wrap=True)
 
     @property
     def interactive(self) -> bool:
@@ -65,6 +80,13 @@ class Output:
         self.err_console.print(f"[bold red]error:[/bold red] {escape(text)}")
         if hint:
             self.err_console.print(f"  [cyan]hint:[/cyan] {escape(hint)}")
+
+
+def escape(text: str) -> str:
+    """``text`` with rich markup characters escaped."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
 
 
 def cell(value: object) -> str:

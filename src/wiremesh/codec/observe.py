@@ -8,7 +8,14 @@ from ipaddress import IPv4Interface, IPv6Interface, ip_interface, ip_network
 from wiremesh.codec.dump import parse_dump
 from wiremesh.errors import OperationError
 from wiremesh.model.device import IPInterface
-from wiremesh.model.host import ManagedConfig, ObservedHost, OsInfo, Route
+from wiremesh.model.host import (
+    ManagedConfig,
+    ObservedHost,
+    OsInfo,
+    OtherRoute,
+    Route,
+    Underlay,
+)
 from wiremesh.model.keys import PublicKey
 
 SECTION = "@@wiremesh "
@@ -86,6 +93,63 @@ def parse_routes(lines: list[str]) -> tuple[Route, ...]:
     return tuple(out)
 
 
+def parse_other_routes(lines: list[str]) -> tuple[OtherRoute, ...]:
+    """Routes of every table (``ip -o route show table all``) that are not on the mesh interface."""
+    out: list[OtherRoute] = []
+    for line in lines:
+        words = line.split()
+        if not words or "dev" not in words:
+            continue
+        kind = "unicast"
+        if words[0] in ROUTE_TYPES:
+            kind = words[0]
+            words = words[1:]
+        if not words or words[0] == "default":
+            continue
+        try:
+            network = ip_network(words[0], strict=False)
+        except ValueError:
+            continue
+        device = words[words.index("dev") + 1]
+        out.append(OtherRoute(network, device, kind))
+    return tuple(out)
+
+
+def parse_other_addresses(lines: list[str]) -> tuple[tuple[str, str], ...]:
+    """(address/prefix, device) of the host's other interfaces, without loopback and link-local."""
+    out: list[tuple[str, str]] = []
+    for line in lines:
+        words = line.split()
+        if len(words) < 4:
+            continue
+        device = words[1].split("@")[0]
+        for family in ("inet", "inet6"):
+            if family in words:
+                text = words[words.index(family) + 1]
+                try:
+                    address = ip_interface(text)
+                except ValueError:
+                    continue
+                if not (address.ip.is_loopback or address.ip.is_link_local):
+                    out.append((text, device))
+    return tuple(out)
+
+
+def parse_underlay(lines: list[str]) -> Underlay:
+    """``target device mtu`` lines and the ``default device mtu`` line."""
+    mtu: dict[str, int] = {}
+    default = None
+    for line in lines:
+        words = line.split()
+        if len(words) != 3 or not words[2].isdigit() or int(words[2]) <= 0:
+            continue
+        if words[0] == "default":
+            default = int(words[2])
+        else:
+            mtu[words[0]] = int(words[2])
+    return Underlay(mtu, default)
+
+
 def parse_link(lines: list[str]) -> tuple[bool, int | None]:
     """(up, mtu) from ``ip -o link show dev IFACE``."""
     if not lines:
@@ -114,6 +178,8 @@ def parse_observation(interface: str, text: str) -> ObservedHost:
     up, mtu = parse_link(part.get("link", []))
     if device is not None:
         device = replace(device, addresses=parse_addresses(part.get("addr", [])), mtu=mtu)
+    hosts = part.get("hosts", [])
+    forward = [x.strip() == "1" for x in part.get("forward", []) if x.strip()] + [False, False]
     return ObservedHost(
         tools=tools,
         os=os,
@@ -126,4 +192,9 @@ def parse_observation(interface: str, text: str) -> ObservedHost:
         device=device,
         link_up=up,
         routes=parse_routes(part.get("route", [])),
+        hosts_block=tuple(hosts[1:]) if hosts[:1] == ["present"] else None,
+        forwarding=(forward[0], forward[1]),
+        underlay=parse_underlay(part.get("underlay", [])),
+        other_routes=parse_other_routes(part.get("other-routes", [])),
+        other_addresses=parse_other_addresses(part.get("other-addrs", [])),
     )

@@ -106,7 +106,8 @@ def _peer_block(device: WantedDevice, peer: WantedPeer) -> str:
     lines = ["", f"# {peer.name}", "[Peer]", f"PublicKey = {peer.public_key}"]
     if peer.endpoint is not None:
         lines.append(f"Endpoint = {peer.endpoint}")
-    lines.append(f"AllowedIPs = {_csv(peer.allowed_ips)}")
+    if peer.allowed_ips:  # a probe peer (NAT pair routed through a relay) has none
+        lines.append(f"AllowedIPs = {_csv(peer.allowed_ips)}")
     if peer.persistent_keepalive:
         lines.append(f"PersistentKeepalive = {peer.persistent_keepalive}")
     return "\n".join(lines) + "\n"

@@ -1,16 +1,21 @@
 """Mesh health from observations (pure): per-node status, links, the ping matrix, ``healthy``.
 
-A link is directed: A→B is up when A's peer entry for B had a handshake in the last
-:data:`HANDSHAKE_FRESH_S` seconds. WireGuard renews sessions every 2 minutes while traffic flows
-(REKEY_AFTER_TIME = 120 s in the protocol), so 180 s means "a session is live"; an idle link without
-keepalives shows no recent handshake even though it works: ``status --ping`` sends traffic first.
+A link is directed. A→B is *direct* when A routes B's address to B's own peer entry and that entry
+had a handshake in the last :data:`HANDSHAKE_FRESH_S` seconds; *relayed* when A routes B's address to
+a relay R, A has a fresh handshake with R and R with B; otherwise it is *down*, with the reason.
+With pings, a link whose pings all got lost is down too. WireGuard renews sessions every 2 minutes
+while traffic flows (REKEY_AFTER_TIME = 120 s), so 180 s means "a session is live"; an idle link
+without keepalives shows no recent handshake even though it works: ``status --ping`` sends traffic
+first.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from ipaddress import IPv4Address
 
+from wiremesh.model.device import ObservedDevice, ObservedPeer
 from wiremesh.model.endpoint import Endpoint
 from wiremesh.model.host import ObservedHost
 from wiremesh.model.keys import PublicKey
@@ -20,7 +25,7 @@ HANDSHAKE_FRESH_S = 180
 
 @dataclass(frozen=True)
 class PeerStatus:
-    """One peer as one node sees it."""
+    """One peer (and the link toward it) as one node sees it."""
 
     name: str
     public_key: PublicKey | None
@@ -29,12 +34,14 @@ class PeerStatus:
     latest_handshake_age_s: float | None
     rx_bytes: int
     tx_bytes: int
+    link: str = "down"  # "direct", "relayed" or "down"
+    via: str | None = None  # the relay, when the route goes through one
+    reason: str | None = None  # why the link is down
 
     @property
     def up(self) -> bool:
-        """A handshake in the last 180 s."""
-        age = self.latest_handshake_age_s
-        return age is not None and age <= HANDSHAKE_FRESH_S
+        """The link works (direct or relayed)."""
+        return self.link != "down"
 
 
 @dataclass(frozen=True)
@@ -79,6 +86,13 @@ class MeshHealth:
     links_up: int
     ping: tuple[PingResult, ...] | None = None
 
+    def count(self, link: str) -> int:
+        """Links that are "direct", "relayed" or "down" (unreachable nodes' links are down)."""
+        seen = sum(1 for n in self.nodes for p in n.peers if p.link == link)
+        if link == "down":
+            seen += self.links_expected - sum(len(n.peers) for n in self.nodes)
+        return seen
+
     @property
     def healthy(self) -> bool:
         """Every node reachable with its interface up, every link up, and (with pings) every pair
@@ -90,26 +104,105 @@ class MeshHealth:
         return self.ping is None or all(p.received > 0 for p in self.ping)
 
 
-def node_status(name: str, seen: ObservedHost, peers: Mapping[str, PublicKey | None]) -> NodeStatus:
-    """The status of one reachable node; ``peers`` are the other nodes' keys, by name."""
+@dataclass(frozen=True)
+class Member:
+    """What status needs to know of one node: its name, key and overlay address."""
+
+    name: str
+    key: PublicKey | None
+    address: IPv4Address
+
+
+def _fresh(peer: ObservedPeer | None, now: int) -> bool:
+    if peer is None:
+        return False
+    age = peer.stats.handshake_age(now)
+    return age is not None and age <= HANDSHAKE_FRESH_S
+
+
+def _carrier(device: ObservedDevice, address: IPv4Address) -> ObservedPeer | None:
+    """The peer whose AllowedIPs route ``address`` (the longest prefix wins, as in WireGuard)."""
+    best: ObservedPeer | None = None
+    best_len = -1
+    for peer in device.peers:
+        for net in peer.allowed_ips:
+            if net.version == 4 and address in net and net.prefixlen > best_len:
+                best, best_len = peer, net.prefixlen
+    return best
+
+
+def _link(
+    seen: ObservedHost,
+    target: Member,
+    names: Mapping[PublicKey, str],
+    everyone: Mapping[str, ObservedHost | None],
+    members: Mapping[str, Member],
+) -> tuple[str, str | None, str | None]:
+    """(link, via, reason) for the link from the host ``seen`` to ``target``."""
+    device = seen.device
+    if device is None or not seen.link_up:
+        return "down", None, "the interface is down"
+    carrier = _carrier(device, target.address)
+    if carrier is None:
+        return "down", None, f"no peer routes {target.address} (run 'wiremesh apply')"
+    if carrier.public_key == target.key:
+        if _fresh(carrier, seen.now):
+            return "direct", None, None
+        return "down", None, f"no handshake with {target.name} in the last {HANDSHAKE_FRESH_S} s"
+    relay = names.get(carrier.public_key, "an unknown peer")
+    if not _fresh(carrier, seen.now):
+        return "down", relay, f"relayed via {relay}, but no recent handshake with {relay}"
+    relay_seen = everyone.get(relay)
+    if relay_seen is None:
+        return "down", relay, f"relayed via {relay}, which could not be read"
+    if relay_seen.device is None or not relay_seen.link_up:
+        return "down", relay, f"relayed via {relay}, whose interface is down"
+    member = members.get(target.name)
+    onward = relay_seen.device.peer(member.key) if member and member.key else None
+    if not _fresh(onward, relay_seen.now):
+        return (
+            "down",
+            relay,
+            f"relayed via {relay}, which has no recent handshake with {target.name}",
+        )
+    return "relayed", relay, None
+
+
+def node_status(
+    name: str,
+    seen: ObservedHost,
+    members: Mapping[str, Member],
+    everyone: Mapping[str, ObservedHost | None] | None = None,
+) -> NodeStatus:
+    """The status of one reachable node and of its links to the other members."""
     device = seen.device
     if device is None:
         return NodeStatus(name, True, backend=seen.backend)
+    names = {m.key: m.name for m in members.values() if m.key is not None}
     out: list[PeerStatus] = []
-    for peer_name, key in peers.items():
-        current = device.peer(key) if key is not None else None
-        if current is None:
-            out.append(PeerStatus(peer_name, key, False, None, None, 0, 0))
+    for member in members.values():
+        if member.name == name:
             continue
+        current = device.peer(member.key) if member.key is not None else None
+        link, via, reason = _link(seen, member, names, everyone or {}, members)
+        if current is None:
+            out.append(
+                PeerStatus(member.name, member.key, False, None, None, 0, 0, link, via, reason)
+            )
+            continue
+        stats = current.stats
         out.append(
             PeerStatus(
-                peer_name,
-                key,
+                member.name,
+                member.key,
                 True,
                 current.endpoint,
-                current.stats.handshake_age(seen.now),
-                current.stats.rx_bytes,
-                current.stats.tx_bytes,
+                stats.handshake_age(seen.now),
+                stats.rx_bytes,
+                stats.tx_bytes,
+                link,
+                via,
+                reason,
             )
         )
     return NodeStatus(
@@ -123,8 +216,49 @@ def node_status(name: str, seen: ObservedHost, peers: Mapping[str, PublicKey | N
     )
 
 
+def with_pings(node: NodeStatus, pings: list[PingResult]) -> NodeStatus:
+    """Mark links down whose every ping (to every address of the target) got lost."""
+    lost = {
+        p.target
+        for p in pings
+        if p.source == node.name
+        and all(q.received == 0 for q in pings if q.source == node.name and q.target == p.target)
+    }
+    if not lost:
+        return node
+    peers = tuple(
+        PeerStatus(
+            p.name,
+            p.public_key,
+            p.configured,
+            p.endpoint,
+            p.latest_handshake_age_s,
+            p.rx_bytes,
+            p.tx_bytes,
+            "down",
+            p.via,
+            p.reason or "pings got no answer",
+        )
+        if p.name in lost
+        else p
+        for p in node.peers
+    )
+    return NodeStatus(
+        node.name,
+        node.reachable,
+        node.error,
+        node.interface_up,
+        node.listen_port,
+        node.mtu,
+        node.backend,
+        peers,
+    )
+
+
 def mesh_health(nodes: list[NodeStatus], ping: list[PingResult] | None) -> MeshHealth:
     """Links expected (every ordered pair) and up."""
+    if ping is not None:
+        nodes = [with_pings(n, ping) for n in nodes]
     count = len(nodes)
     expected = count * (count - 1)
     up = sum(1 for n in nodes for p in n.peers if p.up)

@@ -112,6 +112,23 @@ class Route:
 
 
 @dataclass(frozen=True)
+class OtherRoute:
+    """A route of the host that does not go through the mesh interface."""
+
+    network: IPNetwork
+    device: str
+    kind: str  # "unicast", "local", "broadcast"...
+
+
+@dataclass(frozen=True)
+class Underlay:
+    """MTU of the route toward each peer address (``ip route get``), and of the default route."""
+
+    mtu: dict[str, int] = field(default_factory=dict)
+    default_mtu: int | None = None
+
+
+@dataclass(frozen=True)
 class ObservedHost:
     """Everything one read-only round trip tells about a host."""
 
@@ -126,6 +143,11 @@ class ObservedHost:
     device: ObservedDevice | None
     link_up: bool = False
     routes: tuple[Route, ...] = ()
+    hosts_block: tuple[str, ...] | None = None  # our /etc/hosts block's lines; None: no block
+    forwarding: tuple[bool, bool] = (False, False)  # IPv4, IPv6
+    underlay: Underlay = field(default_factory=Underlay)
+    other_routes: tuple[OtherRoute, ...] = ()
+    other_addresses: tuple[tuple[str, str], ...] = ()  # (address/prefix, device)
 
     def missing_tools(self) -> list[str]:
         """Required tools that are not installed."""
@@ -147,6 +169,40 @@ class WantedHost:
     device: WantedDevice
     config_text: str
     routes: tuple[IPNetwork, ...] = field(default=())
+    hosts_block: tuple[str, ...] = ()
+    forwarding: tuple[bool, bool] = (False, False)  # needed for IPv4, IPv6 (relay, routed subnets)
+    mesh_networks: tuple[IPNetwork, ...] = ()
+
+
+def conflicts(observed: ObservedHost, networks: tuple[IPNetwork, ...], interface: str) -> list[str]:
+    """Routes and addresses of the host, outside the mesh interface, that overlap a mesh network.
+
+    Such a host would send mesh traffic elsewhere (a cloud VPC in 10.0.0.0/8, a docker bridge...).
+    Default routes overlap everything and are not counted.
+    """
+    from ipaddress import ip_interface
+
+    out: list[str] = []
+    for route in observed.other_routes:
+        if route.device == interface or route.network.prefixlen == 0:
+            continue
+        if route.kind != "unicast":  # local routes are addresses: checked below
+            continue
+        for net in networks:
+            if net.version == route.network.version and net.overlaps(route.network):
+                out.append(
+                    f"route {route.network} dev {route.device} overlaps the mesh network {net}"
+                )
+    for text, device in observed.other_addresses:
+        if device == interface:
+            continue
+        address = ip_interface(text)
+        for net in networks:
+            if net.version == address.version and address.network.overlaps(net):
+                message = f"address {text} on {device} overlaps the mesh network {net}"
+                if message not in out:
+                    out.append(message)
+    return sorted(set(out), key=out.index)
 
 
 def interface_networks(device: WantedDevice) -> list[IPv4Network | IPv6Network]:

@@ -24,7 +24,7 @@ from wiremesh.model.device import (
     WantedPeer,
 )
 from wiremesh.model.endpoint import Endpoint
-from wiremesh.model.host import ObservedHost, WantedHost, extra_routes
+from wiremesh.model.host import ObservedHost, WantedHost, conflicts, extra_routes
 from wiremesh.model.keys import PublicKey
 
 
@@ -172,6 +172,28 @@ class SetRoute(Change):
 
 
 @dataclass(frozen=True)
+class SetHostsBlock(Change):
+    """Write the mesh's block in /etc/hosts (``<node>.<mesh>`` names)."""
+
+    names: int
+
+    def describe(self) -> str:
+        return f"update the /etc/hosts block ({self.names} name(s))"
+
+
+@dataclass(frozen=True)
+class EnableForwarding(Change):
+    """Enable IP forwarding (a relay, or a node with subnets behind it), now and after reboots."""
+
+    ipv4: bool
+    ipv6: bool
+
+    def describe(self) -> str:
+        families = " and ".join(f for f, on in (("IPv4", self.ipv4), ("IPv6", self.ipv6)) if on)
+        return f"enable {families} forwarding"
+
+
+@dataclass(frozen=True)
 class EnableService(Change):
     """Enable ``wg-quick@<iface>`` so that the mesh comes back after a reboot."""
 
@@ -197,6 +219,7 @@ class HostPlan:
 
     node: str
     changes: tuple[Change, ...] = field(default=())
+    conflicts: tuple[str, ...] = field(default=())  # overlaps with the host's own networks
 
     @property
     def empty(self) -> bool:
@@ -346,9 +369,18 @@ def plan_host(
         changes += diff_peers(wanted.device, device, names, resolved)
         added = [r.network for r in observed.routes if r.protocol != "kernel"]
         changes += diff_interface(wanted, device, added)
+    if wanted.hosts_block and observed.hosts_block != wanted.hosts_block:
+        count = len({line.split()[1] for line in wanted.hosts_block})
+        changes.append(SetHostsBlock(count))
+    v4, v6 = wanted.forwarding
+    need4 = v4 and not observed.forwarding[0]
+    need6 = v6 and not observed.forwarding[1]
+    if need4 or need6:
+        changes.append(EnableForwarding(need4, need6))
     if observed.systemd and not observed.service_enabled:
         changes.append(EnableService(wanted.device.interface.name))
-    return HostPlan(node, tuple(changes))
+    found = conflicts(observed, wanted.mesh_networks, wanted.device.interface.name)
+    return HostPlan(node, tuple(changes), tuple(found))
 
 
 def wanted_routes(device: WantedDevice) -> tuple[IPNetwork, ...]:

@@ -1,9 +1,13 @@
 """``plan`` and ``apply``: from the inventory to running, converged hosts.
 
 1. Connect to every host (in parallel, one connection each) and observe it, read-only.
-2. Plan each host (pure): :func:`wiremesh.model.plan.plan_host`.
-3. ``apply`` only: confirm, make missing keys on their hosts and record the public keys, plan again
-   with every key known, carry out each host's plan, tear down removed nodes.
+2. Derive facts from the observations (NAT endpoints, working direct paths, underlay MTUs) and plan
+   each host (pure): :func:`wiremesh.model.plan.plan_host`.
+3. ``apply`` only: confirm, refuse hosts whose networks overlap the mesh (unless forced), make missing
+   keys on their hosts and record the public keys, plan again with every key known, carry out each
+   host's plan, tear down removed nodes.
+4. Where nodes behind NAT must find each other, a few short follow-up rounds observe again and apply
+   what was learnt (their public addresses, then whether the direct path works).
 
 A host that fails is reported with its reason; the others go on. Running again converges the rest.
 """
@@ -11,14 +15,19 @@ A host that fails is reported with its reason; the others go on. Running again c
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+from wiremesh.errors import ValidationError
 from wiremesh.model.addressing import IPAddress
+from wiremesh.model.endpoint import SshTarget
+from wiremesh.model.facts import derive_facts, nat_pairs
 from wiremesh.model.host import ObservedHost, WantedHost
 from wiremesh.model.inventory import Inventory
 from wiremesh.model.keys import PublicKey
-from wiremesh.model.plan import Change, HostPlan, TearDown, plan_host
+from wiremesh.model.plan import AddPeer, Change, HostPlan, TearDown, UpdatePeer, plan_host
+from wiremesh.model.topology import NO_FACTS, Facts
 from wiremesh.ops.mesh import (
     RunOptions,
     effective_keys,
@@ -34,6 +43,10 @@ from wiremesh.remote import hostops, scripts
 from wiremesh.remote.fanout import fan_out
 from wiremesh.remote.ssh import HostError, Sessions, SshOptions
 from wiremesh.store.inventory_file import InventoryFile
+
+FOLLOW_UP_ROUNDS = 2
+SETTLE_S = 5.0  # how long a follow-up round waits for NAT handshakes at most
+POLL_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -70,6 +83,11 @@ class MeshPlan:
         """Hosts that could not be read."""
         return [h for h in self.hosts if h.failed]
 
+    @property
+    def conflicts(self) -> list[HostResult]:
+        """Hosts with networks that overlap the mesh."""
+        return [h for h in self.hosts if h.plan is not None and h.plan.conflicts]
+
 
 @dataclass(frozen=True)
 class ApplyReport:
@@ -78,6 +96,7 @@ class ApplyReport:
     plan: MeshPlan
     hosts: tuple[HostResult, ...]
     applied: bool  # False when the plan was empty or not confirmed
+    rounds: int = 1
 
     @property
     def failed(self) -> list[HostResult]:
@@ -91,10 +110,16 @@ class _Context:
     ssh: SshOptions
     names: list[str]
     removed: list[str]
+    targets: dict[str, SshTarget]
     observed: dict[str, ObservedHost | HostError]
     keys: dict[str, PublicKey | None]
     pending: frozenset[str]
     resolved: dict[str, frozenset[IPAddress]]
+    facts: Facts = NO_FACTS
+
+    def reachable(self) -> dict[str, ObservedHost]:
+        """The hosts observed without error."""
+        return {n: s for n, s in self.observed.items() if isinstance(s, ObservedHost)}
 
 
 def _names_by_key(inventory: Inventory, keys: dict[str, PublicKey | None]) -> dict[PublicKey, str]:
@@ -135,6 +160,7 @@ def _plans(ctx: _Context, wanted: dict[str, WantedHost]) -> list[HostResult]:
             out.append(HostResult(name, error=seen, removed=True))
             continue
         present = seen.device is not None or (seen.config is not None and seen.config.managed)
+        present = present or seen.hosts_block is not None
         changes: tuple[Change, ...] = (TearDown(interface),) if present else ()
         out.append(HostResult(name, HostPlan(name, changes), removed=True))
     return out
@@ -150,18 +176,29 @@ async def _observe(
     targets = {n: ssh_target(inventory.node(n)) for n in nodes}
     targets.update({r.name: ssh_target(r) for r in inventory.removed if r.name in removed})
     ssh = ssh_options(file, inventory, options)
-    observed = await open_and_observe(sessions, targets, inventory.mesh.interface, ssh, options)
+    observed = await open_and_observe(sessions, targets, inventory, ssh, options)
     keys = effective_keys(inventory, observed)
     pending = frozenset(
         n for n in nodes if isinstance(observed[n], ObservedHost) and keys.get(n) is None
     )
-    resolved = resolve_endpoints(inventory)
-    return _Context(inventory, ssh, nodes, removed, observed, keys, pending, resolved)
+    ctx = _Context(
+        inventory,
+        ssh,
+        nodes,
+        removed,
+        targets,
+        observed,
+        keys,
+        pending,
+        resolve_endpoints(inventory),
+    )
+    ctx.facts = derive_facts(inventory, keys, ctx.reachable())
+    return ctx
 
 
 def _mesh_plan(ctx: _Context) -> MeshPlan:
     keyed = with_keys(ctx.inventory, ctx.keys)
-    wanted = wanted_hosts(keyed, ctx.pending)
+    wanted = wanted_hosts(keyed, ctx.pending, ctx.facts)
     updates: dict[str, PublicKey] = {
         n.name: k
         for n in ctx.inventory
@@ -187,13 +224,152 @@ def _record(file: InventoryFile, keys: dict[str, PublicKey], forget: list[str]) 
         return
     with file.edit() as edit:
         inventory = edit.inventory
-        for name, key in keys.items():
-            node = inventory.find(name)
-            if node is not None and node.public_key != key:
-                inventory = inventory.with_node(replace(node, public_key=key))
+        nodes = tuple(
+            replace(n, public_key=keys[n.name])
+            if n.name in keys and n.public_key != keys[n.name]
+            else n
+            for n in inventory.nodes
+        )
+        inventory = replace(inventory, nodes=nodes)
         for name in forget:
             inventory = inventory.forget_removed(name)
         edit.inventory = inventory
+
+
+def refuse_conflicts(mesh: MeshPlan) -> None:
+    """Stop before any change when a host's own networks overlap the mesh (``--force`` skips this)."""
+    found = mesh.conflicts
+    if not found:
+        return
+    lines = [f"{h.node}: {c}" for h in found for c in (h.plan.conflicts if h.plan else ())]
+    raise ValidationError(
+        "the mesh network overlaps networks already on hosts; nothing was changed:\n  "
+        + "\n  ".join(lines),
+        "pick another mesh cidr (wiremesh init --cidr / edit [mesh] cidr), remove the overlapping "
+        "route, or run apply --force if the overlap is intended",
+    )
+
+
+async def _execute(
+    ctx: _Context, mesh: MeshPlan, sessions: Sessions, options: RunOptions, label: str
+) -> list[HostResult]:
+    """Carry out every host's plan in parallel; failed hosts keep their error."""
+    interface = ctx.inventory.mesh.interface
+    mesh_name = ctx.inventory.mesh.name
+    wanted = wanted_hosts(with_keys(ctx.inventory, ctx.keys), frozenset(), ctx.facts)
+    by_name = {h.node: h for h in mesh.hosts}
+
+    async def execute(name: str) -> HostResult:
+        result = by_name[name]
+        assert result.plan is not None
+        session = sessions.open[name]
+        if result.removed:
+            if result.plan.empty:
+                return result
+            outcome = await hostops.tear_down(session, interface, mesh_name)
+            return replace(result, done=outcome.done)
+        seen = ctx.observed[name]
+        assert isinstance(seen, ObservedHost)
+        view = replace(seen, public_key=ctx.keys.get(name))
+        outcome = await hostops.execute(session, result.plan, wanted[name], view, mesh_name)
+        return replace(result, done=outcome.done)
+
+    todo = [h.node for h in mesh.hosts if h.plan is not None and not h.plan.empty]
+    done = await fan_out(
+        todo, execute, limit=options.parallel, progress=options.progress, label=label
+    )
+    results = []
+    for host in mesh.hosts:
+        outcome = done.get(host.node)
+        if isinstance(outcome, HostError):
+            results.append(replace(host, error=outcome))
+        elif outcome is not None:
+            results.append(outcome)
+        else:
+            results.append(host)
+    return results
+
+
+async def _reobserve(
+    ctx: _Context, sessions: Sessions, options: RunOptions, names: list[str]
+) -> None:
+    """Observe ``names`` again (their sessions are open) and refresh the facts."""
+    targets = {n: ctx.targets[n] for n in names if n in sessions.open}
+    fresh = await open_and_observe(
+        sessions, targets, ctx.inventory, ctx.ssh, options, "reading hosts again", ctx.facts.learnt
+    )
+    ctx.observed.update(fresh)
+    ctx.facts = derive_facts(ctx.inventory, ctx.keys, ctx.reachable())
+
+
+def _probes_changed(results: list[HostResult], involved: set[str]) -> bool:
+    """True when a round gave a NAT node a new endpoint for another NAT node (a direct path to try)."""
+    for host in results:
+        if host.node not in involved:
+            continue
+        for change in host.done:
+            if (
+                isinstance(change, UpdatePeer)
+                and change.setting == "endpoint"
+                and change.name in involved
+            ):
+                return True
+            if (
+                isinstance(change, AddPeer)
+                and change.endpoint is not None
+                and change.name in involved
+            ):
+                return True
+    return False
+
+
+async def _follow_up(
+    ctx: _Context, sessions: Sessions, options: RunOptions, results: list[HostResult]
+) -> tuple[list[HostResult], int]:
+    """Rounds for NAT pairs: learn their public addresses, then whether the direct path works.
+
+    A round waits (at most :data:`SETTLE_S`) only for what the previous one started: a NAT node's
+    first handshakes with public peers, or handshakes on a newly set direct path.
+    """
+    pairs = nat_pairs(ctx.inventory)
+    involved: set[str] = {n for a, b in pairs for n in (a.name, b.name)}
+    if not involved:
+        return results, 1
+    rounds = 1
+    merged = {h.node: h for h in results}
+    probing = _probes_changed(results, involved)
+    for _ in range(FOLLOW_UP_ROUNDS):
+        names = [n for n in ctx.names if n in sessions.open and not merged[n].failed]
+        alive = involved & set(names)
+        learning = any(n not in ctx.facts.learnt for n in alive)
+        if not (learning or probing):
+            break
+        deadline = time.monotonic() + SETTLE_S
+        while True:  # wait (briefly) for keepalive handshakes to show what the NATs do
+            await _reobserve(ctx, sessions, options, names)
+            learnt = all(n in ctx.facts.learnt for n in alive)
+            direct = all(
+                frozenset((a.name, b.name)) in ctx.facts.direct
+                for a, b in pairs
+                if a.name in ctx.facts.learnt and b.name in ctx.facts.learnt
+            )
+            if (not learning or learnt) and (not probing or direct):
+                break
+            if time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(POLL_S)
+        mesh = _mesh_plan(ctx)
+        if mesh.empty:
+            break
+        rounds += 1
+        executed = await _execute(ctx, mesh, sessions, options, "applying (NAT paths)")
+        for host in executed:
+            before = merged.get(host.node)
+            done = (before.done if before else ()) + host.done
+            error = host.error or (before.error if before else None)
+            merged[host.node] = replace(host, done=done, error=error)
+        probing = _probes_changed(executed, involved)
+    return [merged[h.node] for h in results], rounds
 
 
 def apply(
@@ -201,6 +377,7 @@ def apply(
     names: list[str],
     options: RunOptions,
     confirm: Callable[[MeshPlan], bool],
+    force: bool = False,
 ) -> ApplyReport:
     """Plan, confirm, and carry out the plan on every selected host."""
 
@@ -208,6 +385,8 @@ def apply(
         async with Sessions() as sessions:
             ctx = await _observe(file, names, options, sessions)
             preview = _mesh_plan(ctx)
+            if not force:
+                refuse_conflicts(preview)
             if preview.empty and not preview.key_updates:
                 return ApplyReport(preview, preview.hosts, applied=False)
             if not preview.empty and not confirm(preview):
@@ -234,43 +413,11 @@ def apply(
             final = _mesh_plan(ctx)
             _record(file, final.key_updates, [])
 
-            # 2. Every host's plan, in parallel.
-            keyed = with_keys(ctx.inventory, ctx.keys)
-            wanted = wanted_hosts(keyed)
-            by_name = {h.node: h for h in final.hosts}
-
-            async def execute(name: str) -> HostResult:
-                result = by_name[name]
-                assert result.plan is not None
-                session = sessions.open[name]
-                if result.removed:
-                    outcome = (
-                        await hostops.tear_down(session, interface)
-                        if not result.plan.empty
-                        else None
-                    )
-                    return replace(result, done=outcome.done if outcome else ())
-                seen = ctx.observed[name]
-                assert isinstance(seen, ObservedHost)
-                view = replace(seen, public_key=ctx.keys.get(name))
-                outcome = await hostops.execute(session, result.plan, wanted[name], view)
-                return replace(result, done=outcome.done)
-
-            todo = [h.node for h in final.hosts if h.plan is not None]
-            done = await fan_out(
-                todo, execute, limit=options.parallel, progress=options.progress, label="applying"
-            )
-            results = []
-            for host in final.hosts:
-                outcome = done.get(host.node)
-                if isinstance(outcome, HostError):
-                    results.append(replace(host, error=outcome))
-                elif outcome is not None:
-                    results.append(outcome)
-                else:
-                    results.append(host)
+            # 2. Every host's plan, in parallel; then NAT follow-up rounds where needed.
+            results = await _execute(ctx, final, sessions, options, "applying")
+            results, rounds = await _follow_up(ctx, sessions, options, results)
             finished = [h.node for h in results if h.removed and not h.failed]
             _record(file, {}, finished)
-            return ApplyReport(final, tuple(results), applied=True)
+            return ApplyReport(final, tuple(results), applied=True, rounds=rounds)
 
     return asyncio.run(run())

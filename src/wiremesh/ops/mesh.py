@@ -11,14 +11,23 @@ from pathlib import Path
 from wiremesh.codec.wgquick import KeyFile, render
 from wiremesh.errors import ValidationError
 from wiremesh.model.addressing import IPAddress
-from wiremesh.model.endpoint import SshTarget
+from wiremesh.model.endpoint import Endpoint, SshTarget
+from wiremesh.model.facts import underlay_targets
 from wiremesh.model.host import ObservedHost, WantedHost
 from wiremesh.model.inventory import Inventory, Node, RemovedNode
 from wiremesh.model.keys import PublicKey
 from wiremesh.model.plan import wanted_routes
-from wiremesh.model.topology import wanted_device, wanted_mesh
+from wiremesh.model.topology import (
+    NO_FACTS,
+    Facts,
+    forwarding_needed,
+    hosts_block,
+    wanted_device,
+    wanted_mesh,
+)
 from wiremesh.remote import hostops, scripts
-from wiremesh.remote.fanout import DEFAULT_PARALLEL, NoProgress, Progress, fan_out
+from wiremesh.remote.fanout import NoProgress, Progress, fan_out
+from wiremesh.remote.limits import DEFAULT_PARALLEL
 from wiremesh.remote.ssh import HostError, Session, Sessions, SshOptions, connect
 from wiremesh.store.inventory_file import InventoryFile
 
@@ -123,7 +132,7 @@ def with_keys(inventory: Inventory, keys: Mapping[str, PublicKey | None]) -> Inv
 
 
 def wanted_hosts(
-    inventory: Inventory, pending: frozenset[str] = frozenset()
+    inventory: Inventory, pending: frozenset[str] = frozenset(), facts: Facts = NO_FACTS
 ) -> dict[str, WantedHost]:
     """What each node's host should hold.
 
@@ -137,42 +146,59 @@ def wanted_hosts(
         nodes=tuple(n for n in inventory if n.public_key is not None or n.name in pending),
     )
     keyed = replace(inventory, nodes=tuple(n for n in inventory if n.public_key is not None))
-    devices = wanted_mesh(usable)
-    config_devices = wanted_mesh(keyed)
+    devices = wanted_mesh(usable, facts)
+    config_devices = wanted_mesh(keyed, facts)
+    block = hosts_block(inventory)
+    networks = tuple(n for n in (inventory.mesh.cidr, inventory.mesh.cidr6) if n is not None)
     memo: dict[int, str] = {}
     out: dict[str, WantedHost] = {}
     for node in inventory:
-        device = devices.get(node.name) or wanted_device(usable.with_node(node), node)
+        device = devices.get(node.name) or wanted_device(usable.with_node(node), node, facts)
         config_device = config_devices.get(node.name)
         shared = config_device is not None  # memo keys are peer ids: only for long-lived peers
         if config_device is None:
-            config_device = wanted_device(keyed.with_node(node), node)
+            config_device = wanted_device(keyed.with_node(node), node, facts)
         text = render(
             config_device,
             KeyFile(key_path),
             f"node {node.name} of mesh {inventory.mesh.name}",
             memo if shared else None,
         )
-        out[node.name] = WantedHost(device, text, wanted_routes(device))
+        out[node.name] = WantedHost(
+            device,
+            text,
+            wanted_routes(device),
+            hosts_block=block,
+            forwarding=forwarding_needed(inventory, node, facts),
+            mesh_networks=networks,
+        )
     return out
 
 
 async def open_and_observe(
     sessions: Sessions,
     targets: Mapping[str, SshTarget],
-    interface: str,
+    inventory: Inventory,
     ssh: SshOptions,
     options: RunOptions,
     label: str = "reading hosts",
+    learnt: Mapping[str, Endpoint] | None = None,
 ) -> dict[str, ObservedHost | HostError]:
-    """Connect to every target (one connection each, kept in ``sessions``) and observe it."""
+    """Connect to every target (one connection each, kept in ``sessions``) and observe it.
+
+    Each node's host also reports the MTU of its routes toward its peers' underlay addresses
+    (``learnt``: the public addresses seen for nodes behind NAT).
+    """
+    interface = inventory.mesh.interface
 
     async def one(name: str) -> ObservedHost:
         session = sessions.open.get(name)
         if session is None:
             session = await connect(name, targets[name], ssh)
             sessions.open[name] = session
-        return await hostops.observe(session, interface)
+        node = inventory.find(name)
+        underlay = underlay_targets(inventory, node, learnt or {}) if node is not None else ()
+        return await hostops.observe(session, interface, inventory.mesh.name, underlay)
 
     return await fan_out(
         targets, one, limit=options.parallel, progress=options.progress, label=label

@@ -6,6 +6,7 @@ import asyncio
 
 from wiremesh.model.endpoint import SshTarget
 from wiremesh.model.health import (
+    Member,
     MeshHealth,
     NodeStatus,
     PingResult,
@@ -26,7 +27,6 @@ def status(file: InventoryFile, options: RunOptions, ping: bool = False) -> Mesh
     inventory = file.load()
     ssh = ssh_options(file, inventory, options)
     targets: dict[str, SshTarget] = {n.name: ssh_target(n) for n in inventory}
-    interface = inventory.mesh.interface
 
     async def run() -> MeshHealth:
         async with Sessions() as sessions:
@@ -56,17 +56,19 @@ def status(file: InventoryFile, options: RunOptions, ping: bool = False) -> Mesh
                         results += [PingResult(name, o, a, 0, 0, None) for a, o in others]
                     else:
                         results += value
-            observed = await open_and_observe(sessions, targets, interface, ssh, options)
+            observed = await open_and_observe(sessions, targets, inventory, ssh, options)
         keys = effective_keys(inventory, observed)
+        members: dict[str, Member] = {
+            n.name: Member(n.name, keys.get(n.name), n.address) for n in inventory
+        }
+        everyone = {n: (s if isinstance(s, ObservedHost) else None) for n, s in observed.items()}
         nodes: list[NodeStatus] = []
         for node in inventory:
             seen = observed[node.name]
             if isinstance(seen, HostError):
                 nodes.append(NodeStatus(node.name, False, error=seen.reason))
                 continue
-            assert isinstance(seen, ObservedHost)
-            peers = {n: k for n, k in keys.items() if n != node.name}
-            nodes.append(node_status(node.name, seen, peers))
+            nodes.append(node_status(node.name, seen, members, everyone))
         return mesh_health(nodes, results)
 
     return asyncio.run(run())

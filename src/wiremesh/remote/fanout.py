@@ -9,10 +9,10 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Protocol, TypeVar
 
+from wiremesh.remote.limits import DEFAULT_PARALLEL
 from wiremesh.remote.ssh import HostError
 
 T = TypeVar("T")
-DEFAULT_PARALLEL = 32
 
 
 class Progress(Protocol):

@@ -13,10 +13,12 @@ from wiremesh.model.plan import (
     BringUp,
     Change,
     CreateKey,
+    EnableForwarding,
     EnableService,
     HostPlan,
     LinkUp,
     SetAddress,
+    SetHostsBlock,
     SetMtu,
     SetRoute,
     TearDown,
@@ -30,9 +32,12 @@ log = logging.getLogger("wiremesh.apply")
 PEER_CHANGES = ("AddPeer", "RemovePeer", "UpdatePeer", "SetListenPort")
 
 
-async def observe(session: Session, interface: str) -> ObservedHost:
+async def observe(
+    session: Session, interface: str, mesh: str = "mesh", targets: tuple[str, ...] = ()
+) -> ObservedHost:
     """Read the host's state (one round trip, read-only)."""
-    result = await session.run(scripts.observe(interface), step="reading the host's state")
+    script = scripts.observe(interface, mesh, targets)
+    result = await session.run(script, step="reading the host's state")
     try:
         return parse_observation(interface, result.stdout)
     except ValidationError as exc:
@@ -85,7 +90,7 @@ def _ip_args(change: Change, interface: str) -> list[str]:
 
 
 async def execute(
-    session: Session, plan: HostPlan, wanted: WantedHost, observed: ObservedHost
+    session: Session, plan: HostPlan, wanted: WantedHost, observed: ObservedHost, mesh: str
 ) -> Outcome:
     """Carry out ``plan`` on the host, in order: config file, interface, addresses/MTU/routes, service.
 
@@ -135,6 +140,19 @@ async def execute(
                 scripts.ip_command(_ip_args(change, interface)), step=change.describe()
             )
             done.append(change)
+    for change in plan.of(SetHostsBlock):
+        await session.run(
+            scripts.write_hosts_block(mesh),
+            step="updating /etc/hosts",
+            stdin="\n".join(wanted.hosts_block) + "\n",
+        )
+        done.append(change)
+    for change in plan.of(EnableForwarding):
+        assert isinstance(change, EnableForwarding)
+        await session.run(
+            scripts.enable_forwarding(change.ipv4, change.ipv6), step="enabling forwarding"
+        )
+        done.append(change)
     for change in plan.of(EnableService):
         await session.run(scripts.enable_service(interface), step="enabling wg-quick@" + interface)
         done.append(change)
@@ -142,7 +160,8 @@ async def execute(
     return Outcome(plan.node, tuple(done))
 
 
-async def tear_down(session: Session, interface: str) -> Outcome:
+async def tear_down(session: Session, interface: str, mesh: str) -> Outcome:
     """Take a removed node out of the mesh on its host."""
+    await session.run(scripts.remove_hosts_block(mesh), step="removing the /etc/hosts block")
     await session.run(scripts.tear_down(interface), step="taking the interface down")
     return Outcome(session.node, (TearDown(interface),))

@@ -24,10 +24,27 @@ def paths(interface: str) -> tuple[str, str]:
     return f"{WG_DIR}/{interface}.conf", f"{WG_DIR}/{interface}.key"
 
 
-def observe(interface: str) -> str:
-    """Read everything ``plan`` and ``status`` need, in one round trip, changing nothing."""
+def hosts_markers(mesh: str) -> tuple[str, str]:
+    """The lines around the mesh's managed block in /etc/hosts."""
+    return (
+        f"# BEGIN wiremesh {mesh} (managed by wiremesh: 'wiremesh apply' rewrites this block)",
+        f"# END wiremesh {mesh}",
+    )
+
+
+SYSCTL_FILE = "/etc/sysctl.d/60-wiremesh.conf"
+
+
+def observe(interface: str, mesh: str = "mesh", targets: tuple[str, ...] = ()) -> str:
+    """Read everything ``plan`` and ``status`` need, in one round trip, changing nothing.
+
+    ``targets`` are underlay addresses of the peers: the MTU of the route toward each is read for
+    ``mtu = "auto"``.
+    """
     conf, key = paths(interface)
     i = shlex.quote(interface)
+    begin, end = (shlex.quote(m) for m in hosts_markers(mesh))
+    quoted_targets = " ".join(shlex.quote(t) for t in targets)
     return f"""
 export LC_ALL=C PATH="$PATH:/usr/sbin:/sbin:/usr/local/sbin"
 s() {{ echo "{SECTION}$1"; }}
@@ -66,6 +83,26 @@ ip -o addr show dev {i} 2>/dev/null || true
 s route
 ip -o route show dev {i} 2>/dev/null || true
 ip -o -6 route show dev {i} 2>/dev/null || true
+s hosts
+awk -v b={begin} -v e={end} '$0 == b {{ f = 1; print "present"; next }} $0 == e {{ f = 0; next }} f' \
+  /etc/hosts 2>/dev/null || true
+s forward
+cat /proc/sys/net/ipv4/ip_forward 2>/dev/null || echo 0
+cat /proc/sys/net/ipv6/conf/all/forwarding 2>/dev/null || echo 0
+s underlay
+mtu_of() {{ r=$(ip -o route get "$1" 2>/dev/null | head -n 1) || return 0
+  d=$(echo "$r" | sed -n 's/.* dev \\([^ ]*\\).*/\\1/p')
+  m=$(echo "$r" | sed -n 's/.* mtu \\([0-9]*\\).*/\\1/p')
+  [ -z "$m" ] && [ -n "$d" ] && m=$(cat "/sys/class/net/$d/mtu" 2>/dev/null)
+  echo "$1 ${{d:--}} ${{m:-0}}"; }}
+for t in {quoted_targets}; do mtu_of "$t"; done
+d=$(ip -o route show default 2>/dev/null | sed -n '1s/.* dev \\([^ ]*\\).*/\\1/p')
+[ -n "$d" ] && echo "default $d $(cat "/sys/class/net/$d/mtu" 2>/dev/null || echo 0)"
+s other-routes
+ip -o -4 route show table all 2>/dev/null | grep -v " dev {i}\\( \\|$\\)" || true
+ip -o -6 route show table all 2>/dev/null | grep -v " dev {i}\\( \\|$\\)" || true
+s other-addrs
+ip -o addr show 2>/dev/null | grep -v "^[0-9]*: {i} " || true
 s end
 """
 
@@ -163,16 +200,82 @@ def ip_command(args: list[str]) -> str:
     return "ip " + " ".join(shlex.quote(a) for a in args)
 
 
+def _drop_block(mesh: str) -> str:
+    """awk that prints /etc/hosts without the mesh's block."""
+    begin, end = (shlex.quote(m) for m in hosts_markers(mesh))
+    return f"awk -v b={begin} -v e={end} '$0 == b {{ f = 1; next }} $0 == e {{ f = 0; next }} !f'"
+
+
+def _replace_hosts(new: str) -> str:
+    # Atomic rename where /etc/hosts is a plain file; where it is a mount point (containers bind
+    # it in), rename is impossible and the file is rewritten in place instead.
+    return f"""
+chmod 644 {new}
+if mountpoint -q /etc/hosts 2>/dev/null; then cat {new} > /etc/hosts && rm -f {new}
+else mv {new} /etc/hosts; fi
+"""
+
+
+def write_hosts_block(mesh: str) -> str:
+    """Replace (or add) the mesh's marked block in /etc/hosts with stdin's lines, atomically."""
+    begin, end = hosts_markers(mesh)
+    return f"""
+set -eu
+umask 022
+new=/etc/.hosts.wiremesh-tmp
+{{ {_drop_block(mesh)} /etc/hosts 2>/dev/null || true
+  echo {shlex.quote(begin)}
+  cat
+  echo {shlex.quote(end)}; }} > $new
+{_replace_hosts("$new")}
+"""
+
+
+def remove_hosts_block(mesh: str) -> str:
+    """Take the mesh's block out of /etc/hosts (if there is one)."""
+    begin, _ = hosts_markers(mesh)
+    return f"""
+set -eu
+umask 022
+grep -qxF {shlex.quote(begin)} /etc/hosts 2>/dev/null || exit 0
+new=/etc/.hosts.wiremesh-tmp
+{_drop_block(mesh)} /etc/hosts > $new
+{_replace_hosts("$new")}
+"""
+
+
+def enable_forwarding(ipv4: bool, ipv6: bool) -> str:
+    """Turn on forwarding now (sysctl) and after reboots (a marked file in /etc/sysctl.d)."""
+    keys = [k for k, on in (("net.ipv4.ip_forward", ipv4), ("net.ipv6.conf.all.forwarding", ipv6)) if on]
+    settings = "\n".join(f"{k} = 1" for k in keys)
+    now = " ".join(f"-w {k}=1" for k in keys)
+    return f"""
+set -eu
+umask 022
+sysctl -q {now}
+mkdir -p /etc/sysctl.d
+{{ echo '# wiremesh: managed file (forwarding for relays and routed subnets)'
+  grep -v '^#' {SYSCTL_FILE} 2>/dev/null | grep -v -e '^$' {" ".join(f"-e '^{k} '" for k in keys)} || true
+  printf '{settings}\n'; }} > {SYSCTL_FILE}.wiremesh-tmp
+mv {SYSCTL_FILE}.wiremesh-tmp {SYSCTL_FILE}
+"""
+
+
 def enable_service(interface: str) -> str:
     """Enable wg-quick@<iface> (systemd) so that the interface comes back after a reboot."""
     return f"systemctl enable wg-quick@{shlex.quote(interface)} >/dev/null 2>&1"
 
 
 def tear_down(interface: str) -> str:
-    """Take a removed node out: interface down, service disabled, our files removed."""
+    """Take a removed node out: interface down, service disabled, our files removed.
+
+    Forwarding is left as it is at runtime (other things may rely on it); only our sysctl file goes,
+    so it is off again after the next reboot. The /etc/hosts block is removed by its own step.
+    """
     conf, key = paths(interface)
     i = shlex.quote(interface)
     return f"""
+rm -f {SYSCTL_FILE}
 set -u
 if [ -d /run/systemd/system ]; then systemctl disable wg-quick@{i} >/dev/null 2>&1 || true; fi
 if ip link show dev {i} >/dev/null 2>&1; then

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from wiremesh.codec.inventory_fastpath import add_keys
 from wiremesh.codec.inventory_toml import loads, new_text, update_text
 from wiremesh.errors import OperationError, ValidationError
 from wiremesh.model.inventory import Inventory, validate
@@ -114,7 +115,11 @@ class InventoryFile:
             if edit.inventory == loaded.inventory and not loaded.allocated:
                 return  # nothing to write: skip tomlkit's (slow) round trip
             validate(edit.inventory, str(self.path))
-            text = update_text(original, edit.inventory)
+            text = None
+            if not loaded.allocated:
+                text = add_keys(original, loaded.inventory, edit.inventory)
+            if text is None:
+                text = update_text(original, edit.inventory)
             if text != original:
                 # Keep the file's mode (the user may have chosen it); 0644 is the default.
                 try:

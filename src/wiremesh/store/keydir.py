@@ -69,6 +69,17 @@ class KeyDir:
         self.ensure()
         write_atomic(self._file(name), (key.reveal() + "\n").encode("ascii"), 0o600)
 
+    def put_many(self, keys: dict[str, PrivateKey]) -> None:
+        """Store many keys, then make them durable with one sync (not one fsync per key: making
+        1,000 offline keys would otherwise spend seconds waiting for the disk)."""
+        if not keys:
+            return
+        self.ensure()
+        for name, key in keys.items():
+            data = (key.reveal() + "\n").encode("ascii")
+            write_atomic(self._file(name), data, 0o600, durable=False)
+        os.sync()
+
     def remove(self, name: str) -> bool:
         """Delete the key of node ``name``; True if there was one."""
         try:

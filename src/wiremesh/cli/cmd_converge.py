@@ -107,12 +107,16 @@ def print_plan(out: Output, mesh: MeshPlan) -> None:
             out.line(f"{label}  [dim]up to date[/dim]")
             for conflict in host.plan.conflicts if host.plan else ():
                 out.line(f"  [red]![/red] {escape(conflict)}")
+            for note in host.plan.notes if host.plan else ():
+                out.line(f"  [yellow]note:[/yellow] {escape(note)}")
         else:
             out.line(f"{label}  {len(host.plan.changes)} change(s)")
             for conflict in host.plan.conflicts:
                 out.line(f"  [red]![/red] {escape(conflict)}")
             for change in host.plan.changes:
                 out.line(f"  {_sign(change)} {escape(change.describe())}")
+            for note in host.plan.notes:
+                out.line(f"  [yellow]note:[/yellow] {escape(note)}")
     for name, key in mesh.key_updates.items():
         out.line(f"[dim]inventory: record public key of {escape(name)} ({key.b64[:10]}…)[/dim]")
     for name in mesh.skipped:
@@ -140,6 +144,7 @@ def _host_json(host: HostResult) -> dict[str, Any]:
         "error": host.error.reason if host.error else None,
         "hint": host.error.hint if host.error else None,
         "conflicts": list(host.plan.conflicts) if host.plan else [],
+        "notes": list(host.plan.notes) if host.plan else [],
         "changes": [
             {"kind": c.kind, "description": c.describe()}
             for c in (host.plan.changes if host.plan else ())

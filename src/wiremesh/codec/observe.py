@@ -9,6 +9,7 @@ from wiremesh.codec.dump import parse_dump
 from wiremesh.errors import OperationError
 from wiremesh.model.device import IPInterface
 from wiremesh.model.host import (
+    FileState,
     ManagedConfig,
     ObservedHost,
     OsInfo,
@@ -150,6 +151,19 @@ def parse_underlay(lines: list[str]) -> Underlay:
     return Underlay(mtu, default)
 
 
+def parse_files(lines: list[str]) -> dict[str, FileState]:
+    """``path missing`` or ``path yes|no MODE SHA256`` lines."""
+    out: dict[str, FileState] = {}
+    for line in lines:
+        words = line.split()
+        if len(words) == 2 and words[1] == "missing":
+            out[words[0]] = FileState(False)
+        elif len(words) == 4:
+            mode = int(words[2], 8) if words[2].isdigit() else None
+            out[words[0]] = FileState(True, words[1] == "yes", words[3], mode)
+    return out
+
+
 def parse_link(lines: list[str]) -> tuple[bool, int | None]:
     """(up, mtu) from ``ip -o link show dev IFACE``."""
     if not lines:
@@ -197,4 +211,5 @@ def parse_observation(interface: str, text: str) -> ObservedHost:
         underlay=parse_underlay(part.get("underlay", [])),
         other_routes=parse_other_routes(part.get("other-routes", [])),
         other_addresses=parse_other_addresses(part.get("other-addrs", [])),
+        files=parse_files(part.get("files", [])),
     )

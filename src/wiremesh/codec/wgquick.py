@@ -15,9 +15,10 @@ from wiremesh.errors import ValidationError
 from wiremesh.model.addressing import IPNetwork
 from wiremesh.model.device import IPInterface, WantedDevice, WantedPeer
 from wiremesh.model.endpoint import Endpoint
+from wiremesh.model.host import FILE_MARKER
 from wiremesh.model.keys import PrivateKey, PublicKey
 
-MANAGED_MARKER = "# wiremesh: managed file"
+MANAGED_MARKER = FILE_MARKER  # the first line of every file wiremesh writes
 
 
 # --- how the private key appears in a rendered file -------------------------------------------

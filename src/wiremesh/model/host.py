@@ -104,6 +104,39 @@ class ManagedConfig:
 
 
 @dataclass(frozen=True)
+class ManagedFile:
+    """A file wiremesh writes on a host besides the WireGuard config (k3s' config.yaml...).
+
+    Its text starts with :data:`FILE_MARKER` so that wiremesh recognises it later; a file at the
+    same path without the marker was written by someone else and is never touched.
+    """
+
+    path: str
+    text: str
+    mode: int = 0o600
+
+    @property
+    def sha256(self) -> str:
+        """Hex digest of the text, as ``sha256sum`` prints it on the host."""
+        import hashlib
+
+        return hashlib.sha256(self.text.encode()).hexdigest()
+
+
+FILE_MARKER = "# wiremesh: managed file"
+
+
+@dataclass(frozen=True)
+class FileState:
+    """A managed file's path as found on a host."""
+
+    exists: bool
+    managed: bool = False
+    sha256: str | None = None
+    mode: int | None = None
+
+
+@dataclass(frozen=True)
 class Route:
     """A route through the WireGuard interface."""
 
@@ -148,6 +181,7 @@ class ObservedHost:
     underlay: Underlay = field(default_factory=Underlay)
     other_routes: tuple[OtherRoute, ...] = ()
     other_addresses: tuple[tuple[str, str], ...] = ()  # (address/prefix, device)
+    files: dict[str, FileState] = field(default_factory=dict)  # the paths asked for
 
     def missing_tools(self) -> list[str]:
         """Required tools that are not installed."""
@@ -170,6 +204,7 @@ class WantedHost:
     config_text: str
     routes: tuple[IPNetwork, ...] = field(default=())
     hosts_block: tuple[str, ...] = ()
+    files: tuple[ManagedFile, ...] = ()
     forwarding: tuple[bool, bool] = (False, False)  # needed for IPv4, IPv6 (relay, routed subnets)
     mesh_networks: tuple[IPNetwork, ...] = ()
 

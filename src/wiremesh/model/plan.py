@@ -194,6 +194,17 @@ class EnableForwarding(Change):
 
 
 @dataclass(frozen=True)
+class WriteFile(Change):
+    """Write a managed file (besides the WireGuard config)."""
+
+    path: str
+    reason: str
+
+    def describe(self) -> str:
+        return f"write {self.path} ({self.reason})"
+
+
+@dataclass(frozen=True)
 class EnableService(Change):
     """Enable ``wg-quick@<iface>`` so that the mesh comes back after a reboot."""
 
@@ -220,6 +231,7 @@ class HostPlan:
     node: str
     changes: tuple[Change, ...] = field(default=())
     conflicts: tuple[str, ...] = field(default=())  # overlaps with the host's own networks
+    notes: tuple[str, ...] = field(default=())  # things left alone on purpose, for the user to know
 
     @property
     def empty(self) -> bool:
@@ -377,10 +389,19 @@ def plan_host(
     need6 = v6 and not observed.forwarding[1]
     if need4 or need6:
         changes.append(EnableForwarding(need4, need6))
+    notes: list[str] = []
+    for file in wanted.files:
+        state = observed.files.get(file.path)
+        if state is None or not state.exists:
+            changes.append(WriteFile(file.path, "new"))
+        elif not state.managed:
+            notes.append(f"{file.path} exists and was not written by wiremesh: left as it is")
+        elif state.sha256 != file.sha256 or state.mode != file.mode:
+            changes.append(WriteFile(file.path, "changed"))
     if observed.systemd and not observed.service_enabled:
         changes.append(EnableService(wanted.device.interface.name))
     found = conflicts(observed, wanted.mesh_networks, wanted.device.interface.name)
-    return HostPlan(node, tuple(changes), tuple(found))
+    return HostPlan(node, tuple(changes), tuple(found), tuple(notes))
 
 
 def wanted_routes(device: WantedDevice) -> tuple[IPNetwork, ...]:

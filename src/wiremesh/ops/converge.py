@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 from wiremesh.errors import ValidationError
 from wiremesh.model.addressing import IPAddress
 from wiremesh.model.endpoint import SshTarget
 from wiremesh.model.facts import derive_facts, nat_pairs
-from wiremesh.model.host import ObservedHost, WantedHost
+from wiremesh.model.host import ManagedFile, ObservedHost, WantedHost
 from wiremesh.model.inventory import Inventory
 from wiremesh.model.keys import PublicKey
 from wiremesh.model.plan import AddPeer, Change, HostPlan, TearDown, UpdatePeer, plan_host
@@ -116,6 +116,7 @@ class _Context:
     pending: frozenset[str]
     resolved: dict[str, frozenset[IPAddress]]
     facts: Facts = NO_FACTS
+    files: Mapping[str, tuple[ManagedFile, ...]] = field(default_factory=dict)
 
     def reachable(self) -> dict[str, ObservedHost]:
         """The hosts observed without error."""
@@ -176,7 +177,8 @@ async def _observe(
     targets = {n: ssh_target(inventory.node(n)) for n in nodes}
     targets.update({r.name: ssh_target(r) for r in inventory.removed if r.name in removed})
     ssh = ssh_options(file, inventory, options)
-    observed = await open_and_observe(sessions, targets, inventory, ssh, options)
+    files = options.extra_files(inventory) if options.extra_files else {}
+    observed = await open_and_observe(sessions, targets, inventory, ssh, options, files=files)
     keys = effective_keys(inventory, observed)
     pending = frozenset(
         n for n in nodes if isinstance(observed[n], ObservedHost) and keys.get(n) is None
@@ -193,12 +195,13 @@ async def _observe(
         resolve_endpoints(inventory),
     )
     ctx.facts = derive_facts(inventory, keys, ctx.reachable())
+    ctx.files = files
     return ctx
 
 
 def _mesh_plan(ctx: _Context) -> MeshPlan:
     keyed = with_keys(ctx.inventory, ctx.keys)
-    wanted = wanted_hosts(keyed, ctx.pending, ctx.facts)
+    wanted = wanted_hosts(keyed, ctx.pending, ctx.facts, ctx.files)
     updates: dict[str, PublicKey] = {
         n.name: k
         for n in ctx.inventory
@@ -256,7 +259,7 @@ async def _execute(
     """Carry out every host's plan in parallel; failed hosts keep their error."""
     interface = ctx.inventory.mesh.interface
     mesh_name = ctx.inventory.mesh.name
-    wanted = wanted_hosts(with_keys(ctx.inventory, ctx.keys), frozenset(), ctx.facts)
+    wanted = wanted_hosts(with_keys(ctx.inventory, ctx.keys), frozenset(), ctx.facts, ctx.files)
     by_name = {h.node: h for h in mesh.hosts}
 
     async def execute(name: str) -> HostResult:
@@ -296,7 +299,14 @@ async def _reobserve(
     """Observe ``names`` again (their sessions are open) and refresh the facts."""
     targets = {n: ctx.targets[n] for n in names if n in sessions.open}
     fresh = await open_and_observe(
-        sessions, targets, ctx.inventory, ctx.ssh, options, "reading hosts again", ctx.facts.learnt
+        sessions,
+        targets,
+        ctx.inventory,
+        ctx.ssh,
+        options,
+        "reading hosts again",
+        ctx.facts.learnt,
+        ctx.files,
     )
     ctx.observed.update(fresh)
     ctx.facts = derive_facts(ctx.inventory, ctx.keys, ctx.reachable())

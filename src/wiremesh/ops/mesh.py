@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from ipaddress import ip_address
 from pathlib import Path
@@ -13,7 +13,7 @@ from wiremesh.errors import ValidationError
 from wiremesh.model.addressing import IPAddress
 from wiremesh.model.endpoint import Endpoint, SshTarget
 from wiremesh.model.facts import underlay_targets
-from wiremesh.model.host import ObservedHost, WantedHost
+from wiremesh.model.host import ManagedFile, ObservedHost, WantedHost
 from wiremesh.model.inventory import Inventory, Node, RemovedNode
 from wiremesh.model.keys import PublicKey
 from wiremesh.model.plan import wanted_routes
@@ -31,6 +31,9 @@ from wiremesh.remote.limits import DEFAULT_PARALLEL
 from wiremesh.remote.ssh import HostError, Session, Sessions, SshOptions, connect
 from wiremesh.store.inventory_file import InventoryFile
 
+FilesFor = Callable[[Inventory], Mapping[str, tuple[ManagedFile, ...]]]
+"""Given the inventory, the managed files wanted on each node's host (by node name)."""
+
 
 @dataclass(frozen=True)
 class RunOptions:
@@ -44,6 +47,7 @@ class RunOptions:
     connect_timeout: float = 15.0
     command_timeout: float = 120.0
     progress: Progress = field(default_factory=NoProgress)
+    extra_files: FilesFor | None = None  # managed files besides the WireGuard config (k3s...)
 
 
 def ssh_options(file: InventoryFile, inventory: Inventory, options: RunOptions) -> SshOptions:
@@ -132,7 +136,10 @@ def with_keys(inventory: Inventory, keys: Mapping[str, PublicKey | None]) -> Inv
 
 
 def wanted_hosts(
-    inventory: Inventory, pending: frozenset[str] = frozenset(), facts: Facts = NO_FACTS
+    inventory: Inventory,
+    pending: frozenset[str] = frozenset(),
+    facts: Facts = NO_FACTS,
+    files: Mapping[str, tuple[ManagedFile, ...]] | None = None,
 ) -> dict[str, WantedHost]:
     """What each node's host should hold.
 
@@ -169,6 +176,7 @@ def wanted_hosts(
             text,
             wanted_routes(device),
             hosts_block=block,
+            files=(files or {}).get(node.name, ()),
             forwarding=forwarding_needed(inventory, node, facts),
             mesh_networks=networks,
         )
@@ -183,6 +191,7 @@ async def open_and_observe(
     options: RunOptions,
     label: str = "reading hosts",
     learnt: Mapping[str, Endpoint] | None = None,
+    files: Mapping[str, tuple[ManagedFile, ...]] | None = None,
 ) -> dict[str, ObservedHost | HostError]:
     """Connect to every target (one connection each, kept in ``sessions``) and observe it.
 
@@ -198,7 +207,8 @@ async def open_and_observe(
             sessions.open[name] = session
         node = inventory.find(name)
         underlay = underlay_targets(inventory, node, learnt or {}) if node is not None else ()
-        return await hostops.observe(session, interface, inventory.mesh.name, underlay)
+        paths = tuple(f.path for f in (files or {}).get(name, ()))
+        return await hostops.observe(session, interface, inventory.mesh.name, underlay, paths)
 
     return await fan_out(
         targets, one, limit=options.parallel, progress=options.progress, label=label

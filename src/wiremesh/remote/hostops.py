@@ -23,6 +23,7 @@ from wiremesh.model.plan import (
     SetRoute,
     TearDown,
     WriteConfig,
+    WriteFile,
 )
 from wiremesh.remote import scripts
 from wiremesh.remote.ssh import HostCommandError, HostError, Session
@@ -33,10 +34,14 @@ PEER_CHANGES = ("AddPeer", "RemovePeer", "UpdatePeer", "SetListenPort")
 
 
 async def observe(
-    session: Session, interface: str, mesh: str = "mesh", targets: tuple[str, ...] = ()
+    session: Session,
+    interface: str,
+    mesh: str = "mesh",
+    targets: tuple[str, ...] = (),
+    files: tuple[str, ...] = (),
 ) -> ObservedHost:
     """Read the host's state (one round trip, read-only)."""
-    script = scripts.observe(interface, mesh, targets)
+    script = scripts.observe(interface, mesh, targets, files)
     result = await session.run(script, step="reading the host's state")
     try:
         return parse_observation(interface, result.stdout)
@@ -151,6 +156,14 @@ async def execute(
         assert isinstance(change, EnableForwarding)
         await session.run(
             scripts.enable_forwarding(change.ipv4, change.ipv6), step="enabling forwarding"
+        )
+        done.append(change)
+    texts = {f.path: f for f in wanted.files}
+    for change in plan.of(WriteFile):
+        assert isinstance(change, WriteFile)
+        file = texts[change.path]
+        await session.run(
+            scripts.write_file(file.path, file.mode), step=f"writing {file.path}", stdin=file.text
         )
         done.append(change)
     for change in plan.of(EnableService):

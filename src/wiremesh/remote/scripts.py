@@ -35,12 +35,19 @@ def hosts_markers(mesh: str) -> tuple[str, str]:
 SYSCTL_FILE = "/etc/sysctl.d/60-wiremesh.conf"
 
 
-def observe(interface: str, mesh: str = "mesh", targets: tuple[str, ...] = ()) -> str:
+def observe(
+    interface: str,
+    mesh: str = "mesh",
+    targets: tuple[str, ...] = (),
+    files: tuple[str, ...] = (),
+) -> str:
     """Read everything ``plan`` and ``status`` need, in one round trip, changing nothing.
 
     ``targets`` are underlay addresses of the peers: the MTU of the route toward each is read for
-    ``mtu = "auto"``.
+    ``mtu = "auto"``. For each of ``files``: whether it exists, is ours (marker on its first line),
+    its mode and sha256 (never its content: such files may hold secrets).
     """
+    quoted_files = " ".join(shlex.quote(p) for p in files)
     conf, key = paths(interface)
     i = shlex.quote(interface)
     begin, end = (shlex.quote(m) for m in hosts_markers(mesh))
@@ -103,6 +110,13 @@ ip -o -4 route show table all 2>/dev/null | grep -v " dev {i}\\( \\|$\\)" || tru
 ip -o -6 route show table all 2>/dev/null | grep -v " dev {i}\\( \\|$\\)" || true
 s other-addrs
 ip -o addr show 2>/dev/null | grep -v "^[0-9]*: {i} " || true
+s files
+for p in {quoted_files}; do
+  if [ -f "$p" ]; then
+    m=no; head -n 1 "$p" | grep -q '^{MANAGED_MARKER}' && m=yes
+    echo "$p $m $(stat -c %a "$p") $(sha256sum < "$p" | cut -d' ' -f1)"
+  else echo "$p missing"; fi
+done
 s end
 """
 
@@ -258,6 +272,29 @@ mkdir -p /etc/sysctl.d
   grep -v '^#' {SYSCTL_FILE} 2>/dev/null | grep -v -e '^$' {" ".join(f"-e '^{k} '" for k in keys)} || true
   printf '{settings}\n'; }} > {SYSCTL_FILE}.wiremesh-tmp
 mv {SYSCTL_FILE}.wiremesh-tmp {SYSCTL_FILE}
+"""
+
+
+def write_file(path: str, mode: int) -> str:
+    """Write stdin to ``path`` atomically with ``mode``, creating its directory (0755)."""
+    directory = shlex.quote(path.rsplit("/", 1)[0] or "/")
+    target = shlex.quote(path)
+    tmp = shlex.quote(path + ".wiremesh-tmp")
+    return f"""
+set -eu
+umask 077
+mkdir -p {directory}
+cat > {tmp}
+chmod {mode:o} {tmp}
+mv {tmp} {target}
+"""
+
+
+def remove_managed_file(path: str) -> str:
+    """Delete ``path`` if it is ours (marker on its first line)."""
+    target = shlex.quote(path)
+    return f"""
+if [ -f {target} ] && head -n 1 {target} | grep -q '^{MANAGED_MARKER}'; then rm -f {target}; fi
 """
 
 

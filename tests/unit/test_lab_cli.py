@@ -71,3 +71,18 @@ def test_missing_programs_name_their_package(
         prereq.check_prerequisites(tun=tun)
     assert f"{program} (package {package})" in err.value.message
     assert err.value.hint == f"install them: apt-get install {package}"
+
+
+def test_nat_routers_need_iptables(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr("os.geteuid", lambda: 0)
+    tun = tmp_path / "tun"
+    tun.touch()
+    real = prereq.find_program
+    monkeypatch.setattr(
+        prereq, "find_program", lambda n: None if n == "iptables-restore" else real(n)
+    )
+    prereq.check_prerequisites(tun=tun)  # a lab without NAT does not need it
+    with pytest.raises(OperationError) as err:
+        prereq.check_prerequisites(tun=tun, nat=True)
+    assert "iptables-restore (package iptables)" in err.value.message
+    assert err.value.hint == "install them: apt-get install iptables"

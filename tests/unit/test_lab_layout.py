@@ -54,9 +54,11 @@ def test_flat_network_batches() -> None:
         "link set wm-pub up",
         "netns add wm-lab1",
         "link add wm-lab1-eth0 type veth peer name eth0 netns wm-lab1",
+        "link set wm-lab1-eth0 addrgenmode none",
         "link set wm-lab1-eth0 master wm-pub up",
         "netns add wm-lab2",
         "link add wm-lab2-eth0 type veth peer name eth0 netns wm-lab2",
+        "link set wm-lab2-eth0 addrgenmode none",
         "link set wm-lab2-eth0 master wm-pub up",
     ]
     # No route beyond the bridge's subnet: lab hosts reach nothing else.
@@ -69,7 +71,7 @@ def test_flat_network_batches() -> None:
 
 def test_richer_topologies_are_more_data() -> None:
     """What issue 5 needs (site bridge, IPv6, MTU, a NAT route) fits the same structures."""
-    site = Bridge("wm-site-a", mtu=1400)  # a private bridge: no root-namespace address
+    site = Bridge("wm-site-a", mtu=1400, private=True)  # no root-namespace address
     net = Network(
         bridges=(Bridge("wm-pub", (IPv4Interface("198.51.100.1/24"),)), site),
         namespaces=(
@@ -93,6 +95,7 @@ def test_richer_topologies_are_more_data() -> None:
     root = net.root_batch()
     assert "link add wm-site-a mtu 1400 type bridge" in root[3]
     assert not [line for line in root if "dev wm-site-a" in line and "addr" in line]
+    assert "link set wm-site-a addrgenmode none arp off" in root
     assert "link add wm-lab1-eth1 mtu 1280 type veth peer name eth1 mtu 1280 netns wm-lab1" in root
     inner = net.namespace_batch("wm-lab1")
     assert "addr add 2001:db8::11/64 dev eth0 nodad" in inner

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from wiremesh.errors import ValidationError
+from wiremesh.lab.spec import LabSpec, make_spec
 from wiremesh.lab.state import HostState, LabState, MachineRecord, ProcRef, machine_lock
 
 
@@ -33,6 +34,22 @@ def test_state_round_trips_and_is_private(tmp_path: Path) -> None:
     assert raw["kind"] == "wiremesh-lab"
     assert raw["version"] == 1
     assert not list(tmp_path.glob(".*.tmp"))  # the atomic write left no temporary file
+
+
+def test_state_keeps_the_topology(tmp_path: Path) -> None:
+    spec = make_spec(1, {"a": 2}, {"home": 1}, underlay_mtu={"lab2": 1280, None: 1400})
+    state = LabState(dir=tmp_path, hosts_wanted=spec.total, spec=spec)
+    state.save()
+    loaded = LabState.load(tmp_path)
+    assert loaded.spec == spec
+    assert loaded.topology == spec
+    # A state written before topologies existed has no spec: it was a flat lab of public hosts.
+    raw = json.loads(state.path.read_text())
+    del raw["spec"]
+    state.path.write_text(json.dumps(raw))
+    old = LabState.load(tmp_path)
+    assert old.spec is None
+    assert old.topology == LabSpec(public=4)
 
 
 def test_missing_foreign_newer_and_damaged_states_are_refused(tmp_path: Path) -> None:

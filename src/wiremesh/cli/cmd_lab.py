@@ -19,9 +19,11 @@ from rich.table import Table
 
 from wiremesh.cli.context import Context
 from wiremesh.errors import OperationError
-from wiremesh.lab import MAX_HOSTS, MIN_HOSTS, Lab, down_dir
+from wiremesh.lab import MAX_HOSTS, Lab, LabHost, down_dir
 from wiremesh.lab.host import console_env
+from wiremesh.lab.layout import GROUP_MAX, MAX_NATS, MAX_SITES
 from wiremesh.lab.prereq import require_root
+from wiremesh.lab.spec import LabSpec, make_spec, parse_group, parse_mtu
 
 DEFAULT_DIR = ".wiremesh-lab"
 
@@ -33,7 +35,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="emulated hosts on this machine to try a mesh on (root)",
         description="Emulated Linux hosts lab1..labN in namespaces on this machine, each with its own "
         "sshd and private /etc/wireguard, /etc/ssh, /run, /root and /tmp, on a bridge on "
-        "198.51.100.0/24. Needs root. Only one lab runs on a machine at a time.",
+        "198.51.100.0/24, optionally in sites with private links or behind NAT routers. Needs root. "
+        "Only one lab runs on a machine at a time.",
     )
     lab_sub = lab.add_subparsers(dest="lab_command", metavar="SUBCOMMAND", parser_class=type(lab))
     lab_sub.required = True
@@ -41,16 +44,45 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     up = lab_sub.add_parser(
         "up",
         help="create lab hosts, an ssh_config and an inventory in DIR",
-        description="Create hosts lab1..labN. DIR receives an SSH identity, known_hosts, ssh_config and "
-        "a ready inventory wiremesh.toml.",
+        description="Create hosts lab1..labM: the public hosts first, then each --site, then each "
+        "--nat, in the order given. DIR receives an SSH identity, known_hosts, ssh_config and a ready "
+        "inventory wiremesh.toml that describes what was built.",
     )
     up.add_argument(
         "-n",
         "--hosts",
         type=int,
-        required=True,
         metavar="N",
-        help=f"how many hosts ({MIN_HOSTS}..{MAX_HOSTS})",
+        help=f"how many public hosts (1..{MAX_HOSTS}; 0 or omitted with --site/--nat); "
+        f"at most {MAX_HOSTS} hosts in all",
+    )
+    up.add_argument(
+        "--site",
+        action="append",
+        default=[],
+        metavar="NAME:K",
+        help=f"K hosts in site NAME: public hosts with a second link on a private bridge of the "
+        f"site (repeatable, up to {MAX_SITES} sites of up to {GROUP_MAX} hosts)",
+    )
+    up.add_argument(
+        "--nat",
+        action="append",
+        default=[],
+        metavar="NAME:K",
+        help=f"K hosts behind NAT router NAME, with no inbound reachability; ssh reaches them "
+        f"through a port forward (repeatable, up to {MAX_NATS} routers)",
+    )
+    up.add_argument(
+        "--ipv6",
+        action="store_true",
+        help="dual-stack underlay (2001:db8::/64) and IPv6 endpoints in the inventory",
+    )
+    up.add_argument(
+        "--underlay-mtu",
+        action="append",
+        default=[],
+        metavar="[HOST=]MTU",
+        help="MTU of a host's underlay link(s), or of every host without HOST= (repeatable)",
     )
     _dir_option(up)
     up.set_defaults(handler=run_up)
@@ -105,9 +137,21 @@ def _sigterm_unwinds() -> Iterator[None]:
         signal.signal(signal.SIGTERM, old)
 
 
+def spec_of(args: argparse.Namespace) -> LabSpec:
+    """The lab ``lab up``'s options ask for (:class:`ValidationError`, exit 2, when they are wrong)."""
+    return make_spec(
+        args.hosts,
+        [parse_group(text, "--site") for text in args.site],
+        [parse_group(text, "--nat") for text in args.nat],
+        ipv6=args.ipv6,
+        underlay_mtu=[parse_mtu(text) for text in args.underlay_mtu],
+    )
+
+
 def run_up(args: argparse.Namespace, ctx: Context) -> int:
     """``lab up``: create the lab, with a progress bar on a terminal, then say how to use it."""
     directory = Path(args.dir)
+    spec = spec_of(args)
     started = time.monotonic()
     with _sigterm_unwinds():
         if ctx.out.stderr_is_terminal:
@@ -119,23 +163,22 @@ def run_up(args: argparse.Namespace, ctx: Context) -> int:
                 console=ctx.out.err_console,
                 transient=True,
             ) as bar:
-                task = bar.add_task("checking", total=args.hosts)
+                task = bar.add_task("checking", total=spec.total)
 
                 def progress(phase: str, done: int, total: int) -> None:
                     bar.update(task, description=phase, completed=done, total=total)
 
-                lab = Lab.up(directory, args.hosts, progress=progress)
+                lab = Lab.up_spec(directory, spec, progress=progress)
         else:
-            lab = Lab.up(directory, args.hosts)
+            lab = Lab.up_spec(directory, spec)
     elapsed = time.monotonic() - started
 
     d = shlex.quote(args.dir)
     first = lab.hosts[0].name
     out = ctx.out
     out.line(
-        f"[green]lab up:[/green] {len(lab.hosts)} hosts "
-        f"({lab.hosts[0].underlay_ip}..{lab.hosts[-1].underlay_ip}) in {escape(str(lab.dir))} "
-        f"({elapsed:.1f} s)"
+        f"[green]lab up:[/green] {len(lab.hosts)} hosts ({escape(_summary(spec))}) "
+        f"in {escape(str(lab.dir))} ({elapsed:.1f} s)"
     )
     out.line("next:")
     for what, cmd in (
@@ -147,6 +190,15 @@ def run_up(args: argparse.Namespace, ctx: Context) -> int:
     ):
         out.line(f"  {what + ':':<15} {escape(cmd)}")
     return 0
+
+
+def _summary(spec: LabSpec) -> str:
+    parts = [f"{spec.public} public"] if spec.public else []
+    parts += [f"site {g.name}: {g.count}" for g in spec.sites]
+    parts += [f"behind NAT {g.name}: {g.count}" for g in spec.nats]
+    if spec.ipv6:
+        parts.append("IPv6")
+    return ", ".join(parts)
 
 
 def run_down(args: argparse.Namespace, ctx: Context) -> int:
@@ -161,7 +213,8 @@ def run_down(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def run_ls(args: argparse.Namespace, ctx: Context) -> int:
-    """``lab ls``: hosts, underlay address, PID 1, whether the host and its sshd run."""
+    """``lab ls``: hosts with role, addresses and MTU, whether the host and its sshd run (and, with
+    ``--json``, their netns, PID 1 and where ssh reaches them)."""
     require_root()
     lab = Lab.open(Path(args.dir))
     rows = []
@@ -170,7 +223,15 @@ def run_ls(args: argparse.Namespace, ctx: Context) -> int:
         rows.append(
             {
                 "name": h.name,
+                "role": h.role,
+                "group": h.group,
                 "underlay_ip": str(h.underlay_ip),
+                "public_ip": _text(h.public_ip),
+                "private_ip": _text(h.private_ip),
+                "underlay6": _text(h.underlay6),
+                "nat_ip": _text(h.nat_ip),
+                "mtu": h.mtu,
+                "ssh": f"{h.ssh_address}:{h.ssh_port}",
                 "pid": h.pid,
                 "netns": h.netns,
                 "running": running,
@@ -186,19 +247,37 @@ def run_ls(args: argparse.Namespace, ctx: Context) -> int:
             f"remove it with: wiremesh lab down --dir {escape(shlex.quote(args.dir))}"
         )
     table = Table(title=f"lab in {escape(str(lab.dir))}", title_justify="left")
-    for column in ("HOST", "UNDERLAY", "PID", "NETNS", "HOST UP", "SSHD"):
+    columns = ["HOST", "ROLE", "PUBLIC", "PRIVATE"]
+    ipv6 = lab.spec.ipv6
+    columns += ["IPV6"] if ipv6 else []
+    columns += ["MTU", "UP", "SSHD"]
+    for column in columns:
         table.add_column(column)
-    for r in rows:
-        table.add_row(
-            str(r["name"]),
-            str(r["underlay_ip"]),
-            str(r["pid"]),
-            str(r["netns"]),
+    for h, r in zip(lab.hosts, rows, strict=True):
+        cells = [str(r["name"]), escape(_role(h)), escape(_public(h)), str(r["private_ip"] or "-")]
+        cells += [str(r["underlay6"] or "-")] if ipv6 else []
+        cells += [
+            str(r["mtu"]),
             "yes" if r["running"] else "[red]no[/red]",
             "yes" if r["sshd"] else "[red]no[/red]",
-        )
+        ]
+        table.add_row(*cells)
     ctx.out.table(table)
     return 0
+
+
+def _text(value: object | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _role(h: LabHost) -> str:
+    return f"{h.role} {h.group}" if h.group else h.role
+
+
+def _public(h: LabHost) -> str:
+    if h.public_ip is not None:
+        return str(h.public_ip)
+    return f"NAT {h.nat_ip}"  # behind a NAT: the address the world sees
 
 
 def run_exec(args: argparse.Namespace, ctx: Context) -> int:

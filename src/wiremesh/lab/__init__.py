@@ -3,6 +3,8 @@
 The API, independent of the CLI::
 
     lab = Lab.up(Path(".wiremesh-lab"), hosts=3)   # lab1..lab3 on 198.51.100.11..13
+    # or: 1 public host, 2 hosts in site "a", 2 behind NAT router "home", lab2's links at MTU 1280
+    lab = Lab.up(Path("x"), 1, sites={"a": 2}, nats={"home": 2}, underlay_mtu={"lab2": 1280})
     lab.exec("lab1", ["wg", "show"])              # inside lab1's namespaces
     subprocess.run(lab.ssh_argv("lab2", ["hostname"]))
     lab.down()                                     # or Lab.open(dir).down(), or down_dir(dir)
@@ -11,8 +13,10 @@ A host has its own network, mount, UTS and PID namespaces, its own sshd and priv
 /etc/ssh, /run, /root and /tmp, with /etc and /var/lib as overlays. See design.md section 4.
 """
 
-from wiremesh.lab.lab import Checkpoint, Lab, LabCommandError, LabHost, Progress, down_dir
+from wiremesh.lab.lab import Checkpoint, Lab, LabCommandError, Progress, down_dir
 from wiremesh.lab.layout import MAX_HOSTS, MIN_HOSTS, UNDERLAY
+from wiremesh.lab.parts import LabHost, LabRouter, LabSite
+from wiremesh.lab.spec import Group, LabSpec
 from wiremesh.lab.state import MACHINE_DIR, MachineRecord
 
 __all__ = [
@@ -21,9 +25,13 @@ __all__ = [
     "MIN_HOSTS",
     "UNDERLAY",
     "Checkpoint",
+    "Group",
     "Lab",
     "LabCommandError",
     "LabHost",
+    "LabRouter",
+    "LabSite",
+    "LabSpec",
     "MachineRecord",
     "Progress",
     "down_dir",

@@ -3,151 +3,46 @@
 from __future__ import annotations
 
 import contextlib
-import re
 import subprocess
 import time
-from collections.abc import Iterable, Iterator
-from ipaddress import IPv4Address
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 
-from wiremesh.errors import OperationError, ValidationError
+from wiremesh.errors import OperationError
 from wiremesh.lab import host as hostmod
-from wiremesh.lab import layout, network, procs, sshkeys, sysctl
+from wiremesh.lab import layout, nat, network, procs, sshkeys, sysctl, topology
+from wiremesh.lab.claim import check_directory, claim_machine
 from wiremesh.lab.inventory import INVENTORY, write_inventory
 from wiremesh.lab.lab import Checkpoint, Progress
 from wiremesh.lab.prereq import check_prerequisites
-from wiremesh.lab.state import STATE_FILE, HostState, LabState, MachineRecord, machine_lock
+from wiremesh.lab.spec import LabSpec
+from wiremesh.lab.state import HostState, LabState, MachineRecord
 from wiremesh.lab.teardown import release_machine, teardown
 
 READY_TIMEOUT = 60.0
 """Seconds for every host to have sshd listening (50 hosts need about 3 here)."""
 
-OUR_FILES = (
-    *(STATE_FILE, sshkeys.IDENTITY, f"{sshkeys.IDENTITY}.pub", sshkeys.KNOWN_HOSTS),
-    *(sshkeys.SSH_CONFIG, INVENTORY, "hosts"),
-)
-"""Names ``lab up`` creates in DIR; it refuses a DIR where one of them exists already."""
-
-FORBIDDEN_PARENTS = ("/etc", "/var/lib", "/proc", "/sys", "/dev")
-"""Hosts overlay /etc and /var/lib, so their upper directories cannot be inside them."""
-
-_SAFE_PATH = re.compile(r"^/[A-Za-z0-9._+@/=-]*$")
-
-
-def check_directory(directory: Path) -> Path:
-    """The absolute lab directory, or :class:`ValidationError` if it cannot hold a lab."""
-    directory = directory.absolute()
-    text = str(directory)
-    if not _SAFE_PATH.match(text):
-        # The path goes into mount options (',' and ':' separate them) and into ssh_config.
-        raise ValidationError(
-            f"the lab directory {text!r} contains characters the lab cannot use",
-            hint="choose a --dir made of letters, digits and ._+@=-/ only",
-        )
-    for parent in FORBIDDEN_PARENTS:
-        if text == parent or text.startswith(parent + "/"):
-            raise ValidationError(
-                f"the lab directory cannot be under {parent}", hint="choose another --dir"
-            )
-    if LabState.exists(directory):
-        state = LabState.load(directory)
-        raise ValidationError(
-            f"{directory} already holds a lab ({state.hosts_wanted} hosts, {state.status}, "
-            f"created {state.created})",
-            hint=f"take it down first: wiremesh lab down --dir {directory}; or choose another --dir",
-        )
-    clashes = [n for n in OUR_FILES if (directory / n).exists()]
-    if clashes:
-        raise ValidationError(
-            f"{directory} already has {', '.join(clashes)}; lab up will not overwrite them",
-            hint="choose an empty or new --dir",
-        )
-    return directory
-
-
-@contextlib.contextmanager
-def _claim_machine(directory: Path, wait: float, names: Iterable[str]) -> Iterator[MachineRecord]:
-    """Hold the machine lock with a fresh machine record for ``directory``; fail if another lab runs."""
-    deadline = time.monotonic() + wait
-    while True:
-        with machine_lock():
-            record = MachineRecord.load()
-            if record is not None and (
-                record.stale or record.dir == directory or not LabState.exists(record.dir)
-            ):
-                # Left over from an earlier boot, or from an `up` that died before its first step.
-                release_machine(record, record.dir)
-                record = MachineRecord.load()
-            if record is None:
-                check_directory(directory)  # again, under the lock
-                _check_no_strays(names)
-                fresh = MachineRecord(
-                    dir=directory, created_netns_dir=not network.NETNS_DIR.exists()
-                )
-                fresh.save()
-                yield fresh
-                return
-        assert record is not None
-        if time.monotonic() >= deadline or not _owner_alive(record.dir):
-            raise OperationError(
-                f"another lab runs on this machine, in {record.dir} (only one lab can run at a time)",
-                hint=f"take it down first: wiremesh lab down --dir {record.dir}",
-            )
-        time.sleep(0.5)
-
-
-def _owner_alive(directory: Path) -> bool:
-    """True while the process that made the lab in ``directory`` runs (a test that will take it down).
-
-    Only then is waiting for that lab worth it; a lab made by `wiremesh lab up`, or by a crashed
-    process, stays until someone runs `lab down`.
-    """
-    try:
-        owner = LabState.load(directory).owner
-    except ValidationError:
-        return False
-    return owner is not None and procs.is_alive(owner)
-
-
-def _check_no_strays(wanted: Iterable[str]) -> None:
-    """Refuse if a link or netns with one of the names the lab will create exists already."""
-    wanted = set(wanted)
-    links = network.existing_links() & wanted
-    namespaces = network.existing_netns() & wanted
-    if links or namespaces:
-        cmds = [
-            f"ip netns pids {n} | xargs -r kill -9; ip netns del {n}" for n in sorted(namespaces)
-        ]
-        cmds += [f"ip link del {n}" for n in sorted(links)]
-        raise OperationError(
-            "lab links or namespaces exist that no lab records: "
-            + ", ".join(sorted(links | namespaces)),
-            hint="if no lab runs, remove them: " + "; ".join(cmds),
-        )
-    overlaps = network.routes_overlapping(str(layout.UNDERLAY))
-    if overlaps:
-        raise OperationError(
-            f"this machine already routes {layout.UNDERLAY}: {'; '.join(overlaps)}",
-            hint="the lab needs 198.51.100.0/24 for itself; remove that route or address",
-        )
-
 
 def build(
     directory: Path,
-    hosts: int,
+    spec: LabSpec,
     *,
     wait: float = 0.0,
     progress: Progress | None = None,
     checkpoint: Checkpoint | None = None,
 ) -> tuple[LabState, dict[str, subprocess.Popen[bytes]]]:
-    """Create the lab; returns its state and the ``unshare`` processes (children of the caller)."""
-    layout.check_host_count(hosts)
-    check_prerequisites()
+    """Create the lab ``spec`` describes; returns its state and the ``unshare`` processes (children of
+    the caller)."""
+    check_prerequisites(nat=bool(spec.nats))
     directory = check_directory(directory)
-    net = network.flat_network(layout.host_addresses(hosts))
+    net = network.lab_network(topology.plan_lab(spec))
     names = [*net.links, *(ns.name for ns in net.namespaces)]
-    with _claim_machine(directory, wait, names) as record:
-        state = LabState(dir=directory, hosts_wanted=hosts)
+    # The root namespace gets addresses in these, so the machine must not route them already.
+    ours: list[IPv4Network | IPv6Network] = [layout.UNDERLAY]
+    if spec.ipv6:
+        ours.append(layout.UNDERLAY6)
+    with claim_machine(directory, wait, names, ours) as record:
+        state = LabState(dir=directory, hosts_wanted=spec.total, spec=spec)
         launchers: dict[str, subprocess.Popen[bytes]] = {}
         try:
             _build(state, record, launchers, progress or _no_progress, checkpoint or _no_checkpoint)
@@ -180,9 +75,9 @@ def _build(
     checkpoint: Checkpoint,
 ) -> None:
     directory = state.dir
-    addresses = layout.host_addresses(state.hosts_wanted)
-    net = network.flat_network(addresses)
-    total = len(addresses)
+    plan = topology.plan_lab(state.topology)
+    net = network.lab_network(plan)
+    total = len(plan.hosts)
 
     # The directory and the intent log come first: from here on, `lab down --dir DIR` can clean up.
     if not directory.exists():
@@ -204,12 +99,19 @@ def _build(
     state.netns = [ns.name for ns in net.namespaces]
     state.veths = net.veths
     state.hosts = [
-        HostState(name=a.name, index=a.index, netns=a.netns, underlay_ip=str(a.underlay_ip))
-        for a in addresses
+        HostState(name=h.name, index=h.index, netns=h.netns, underlay_ip=str(h.underlay.ip))
+        for h in plan.hosts
     ]
     state.save()
     network.run_batch(net.root_batch())
     checkpoint("network")
+
+    if plan.routers:
+        progress("configuring NAT routers", 0, total)
+    for r in plan.routers:
+        # Their nftables/iptables rules and ip_forward live in their own netns and die with it.
+        nat.setup_router(r, net.namespace_batch(r.netns))
+    checkpoint("routers")
 
     progress("writing host files", 0, total)
     for name in (sshkeys.IDENTITY, f"{sshkeys.IDENTITY}.pub", "hosts"):
@@ -221,45 +123,47 @@ def _build(
     init = hosts_dir / hostmod.INIT_FILE
     init.write_text(hostmod.INIT_SCRIPT)
     host_keys = {}
-    for a in addresses:
-        host_keys[a.name] = sshkeys.generate_host_key()
+    for h in plan.hosts:
+        host_keys[h.name] = sshkeys.generate_host_key()
         hostmod.prepare_host_dir(
-            hosts_dir / a.name,
-            name=a.name,
-            sshd_config=sshkeys.render_sshd_config(a.name, [a.underlay_ip]),
-            host_key=host_keys[a.name],
+            hosts_dir / h.name,
+            name=h.name,
+            sshd_config=sshkeys.render_sshd_config(h.name, h.listen),
+            host_key=host_keys[h.name],
             authorized_key=public,
-            net_batch=net.namespace_batch(a.netns),
+            net_batch=net.namespace_batch(h.netns),
         )
 
-    for i, a in enumerate(addresses, 1):
+    for i, h in enumerate(plan.hosts, 1):
         progress("starting hosts", i - 1, total)
-        proc = hostmod.launch(a.netns, init, a.name, hosts_dir / a.name)
-        launchers[a.name] = proc
-        state.host(a.name).launcher = procs.ref(proc.pid)
+        proc = hostmod.launch(h.netns, init, h.name, hosts_dir / h.name)
+        launchers[h.name] = proc
+        state.host(h.name).launcher = procs.ref(proc.pid)
         state.save()
-        checkpoint(f"host:{a.name}")
+        checkpoint(f"host:{h.name}")
 
     _wait_ready(state, launchers, progress)
     checkpoint("ready")
 
     progress("collecting host keys", 0, total)
-    presented = _collect_host_keys(state)
+    presented = _collect_host_keys(plan)
     ssh_hosts = []
-    for a in addresses:
-        key = presented[str(a.underlay_ip)]
-        if sshkeys.key_body(key) != sshkeys.key_body(host_keys[a.name].public):
+    for h in plan.hosts:
+        key = presented[sshkeys.known_host(h.ssh_address, h.ssh_port)]
+        if sshkeys.key_body(key) != sshkeys.key_body(host_keys[h.name].public):
             raise OperationError(
-                f"{a.name} presents host key {key}, not the one generated for it",
+                f"{h.name} presents host key {key}, not the one generated for it",
                 hint="something else answers on its address; check `ip addr` and `ss -ltn`",
             )
-        ssh_hosts.append(sshkeys.SshHost(alias=a.name, address=a.underlay_ip, host_key=key))
+        ssh_hosts.append(
+            sshkeys.SshHost(alias=h.name, address=h.ssh_address, host_key=key, port=h.ssh_port)
+        )
     for name in (sshkeys.KNOWN_HOSTS, sshkeys.SSH_CONFIG, INVENTORY):
         state.add_file(name)
     state.save()
     (directory / sshkeys.KNOWN_HOSTS).write_text(sshkeys.render_known_hosts(ssh_hosts))
     (directory / sshkeys.SSH_CONFIG).write_text(sshkeys.render_ssh_config(ssh_hosts, directory))
-    write_inventory(directory / INVENTORY, addresses, sshkeys.SSH_CONFIG)
+    write_inventory(directory / INVENTORY, plan, sshkeys.SSH_CONFIG)
     checkpoint("files")
 
     state.status = "up"
@@ -308,17 +212,20 @@ def _wait_ready(
         time.sleep(0.01)
 
 
-def _collect_host_keys(state: LabState) -> dict[str, str]:
-    """The host keys the hosts' sshd present (ssh-keyscan over the underlay), retried briefly."""
-    wanted = [h.underlay_ip for h in state.hosts]
+def _collect_host_keys(plan: topology.LabPlan) -> dict[str, str]:
+    """The host keys the hosts' sshd present, keyed by :func:`sshkeys.known_host`, retried briefly.
+
+    ssh-keyscan goes where ssh will go: a host's public address, or its router's forwarded port.
+    """
+    wanted = {sshkeys.known_host(h.ssh_address, h.ssh_port): h for h in plan.hosts}
     found: dict[str, str] = {}
     for _ in range(5):
-        missing = [a for a in wanted if a not in found]
-        if not missing:
+        todo = [(h.ssh_address, h.ssh_port) for k, h in wanted.items() if k not in found]
+        if not todo:
             break
-        found.update(sshkeys.keyscan([IPv4Address(a) for a in missing]))
+        found.update(sshkeys.keyscan(todo))
         time.sleep(0.05 if len(found) < len(wanted) else 0)
-    missing = [h.name for h in state.hosts if h.underlay_ip not in found]
+    missing = [h.name for k, h in wanted.items() if k not in found]
     if missing:
         raise OperationError(
             f"could not read the host key of {', '.join(missing)} with ssh-keyscan",

@@ -12,16 +12,18 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import cached_property
 from ipaddress import IPv4Address
 from pathlib import Path
 from types import TracebackType
 
 from wiremesh.errors import OperationError, ValidationError
 from wiremesh.lab import host as hostmod
-from wiremesh.lab import procs
+from wiremesh.lab import procs, topology
+from wiremesh.lab import spec as spec_
 from wiremesh.lab.inventory import INVENTORY
+from wiremesh.lab.parts import LabHost, LabRouter, LabSite
 from wiremesh.lab.sshkeys import IDENTITY, KNOWN_HOSTS, SSH_CONFIG
 from wiremesh.lab.state import LabState, MachineRecord, machine_lock
 from wiremesh.lab.teardown import teardown
@@ -32,19 +34,6 @@ Progress = Callable[[str, int, int], None]
 Checkpoint = Callable[[str], None]
 """``checkpoint(step)``: called after each step of ``up`` ("network", "host:lab2", "ready", ...).
 Tests use it to inject a failure or a crash at a precise point."""
-
-
-@dataclass(frozen=True)
-class LabHost:
-    """A running lab host."""
-
-    name: str
-    index: int
-    underlay_ip: IPv4Address
-    netns: str
-    """Its network namespace: ``ip netns exec <netns> ...`` works from the root namespace."""
-    pid: int
-    """Its PID 1 as a PID of the root namespace (``nsenter -t <pid> ...``)."""
 
 
 class LabCommandError(OperationError):
@@ -117,20 +106,76 @@ class Lab:
         """``DIR/id_ed25519``: the SSH identity every lab host accepts for root."""
         return self.dir / IDENTITY
 
+    @cached_property
+    def plan(self) -> topology.LabPlan:
+        """Names and addresses of everything in the lab (the pure description it was built from)."""
+        return topology.plan_lab(self._state.topology)
+
+    @property
+    def spec(self) -> spec_.LabSpec:
+        """What the lab was made of: public hosts, sites, NATs, IPv6, underlay MTUs."""
+        return self._state.topology
+
     @property
     def hosts(self) -> list[LabHost]:
         """The hosts that were started (all of them, for a complete lab), in order."""
         return [
-            LabHost(
-                name=h.name,
-                index=h.index,
-                underlay_ip=IPv4Address(h.underlay_ip),
-                netns=h.netns,
-                pid=h.init.pid,
-            )
+            self._lab_host(h.name, h.index, h.underlay_ip, h.netns, h.init.pid)
             for h in self._state.hosts
             if h.init is not None
         ]
+
+    def _lab_host(self, name: str, index: int, underlay: str, netns: str, pid: int) -> LabHost:
+        try:
+            p = self.plan.host(name)
+        except KeyError:  # a state that does not match its spec: show what the state says
+            return LabHost(name, index, IPv4Address(underlay), netns, pid)
+        return LabHost(
+            name=name,
+            index=index,
+            underlay_ip=IPv4Address(underlay),
+            netns=netns,
+            pid=pid,
+            role=p.role,
+            group=p.group,
+            public_ip=p.public.ip if p.public else None,
+            private_ip=p.private.ip if p.private else None,
+            underlay6=p.public6.ip if p.public6 else None,
+            nat_ip=p.nat_ip,
+            mtu=p.mtu or 1500,
+            ssh_address=p.ssh_address,
+            ssh_port=p.ssh_port,
+        )
+
+    @property
+    def sites(self) -> list[LabSite]:
+        """The lab's sites, in the order given."""
+        return [LabSite(s.name, s.bridge, s.network) for s in self.plan.sites]
+
+    @property
+    def routers(self) -> list[LabRouter]:
+        """The lab's NAT routers, in the order given."""
+        return [
+            LabRouter(
+                name=r.name,
+                netns=r.netns,
+                wan_ip=r.wan.ip,
+                lan=r.lan,
+                lan_bridge=r.lan_bridge,
+                ssh_ports={f.host: f.port for f in r.forwards},
+            )
+            for r in self.plan.routers
+        ]
+
+    def router(self, name: str) -> LabRouter:
+        """The NAT router called ``name``."""
+        for r in self.routers:
+            if r.name == name:
+                return r
+        raise ValidationError(
+            f"no NAT router {name!r} in the lab in {self.dir}",
+            hint="its routers: " + (", ".join(r.name for r in self.routers) or "none"),
+        )
 
     def host(self, name: str) -> LabHost:
         """The host called ``name``; :class:`ValidationError` naming the hosts if there is none."""
@@ -237,21 +282,45 @@ class Lab:
     def up(
         cls,
         directory: Path,
-        hosts: int,
+        hosts: int | None = None,
+        *,
+        sites: Mapping[str, int] | Iterable[spec_.Group] = (),
+        nats: Mapping[str, int] | Iterable[spec_.Group] = (),
+        ipv6: bool = False,
+        underlay_mtu: int | Mapping[str | None, int] | None = None,
+        wait: float = 0.0,
+        progress: Progress | None = None,
+        checkpoint: Checkpoint | None = None,
+    ) -> Lab:
+        """Create a lab with its files in ``directory``; see :mod:`wiremesh.lab.build`.
+
+        ``hosts`` public hosts come first, then ``sites`` (``{"a": 2}``: 2 hosts in site ``a``), then
+        ``nats`` (``{"home": 2}``: 2 hosts behind NAT router ``home``); they are named lab1..labM in this
+        order. ``ipv6`` adds a dual-stack underlay; ``underlay_mtu`` is one MTU for every host, or
+        ``{"lab2": 1280}`` (the key ``None`` meaning every other host). See :mod:`wiremesh.lab.topology`
+        for the addressing plan. Invalid values raise :class:`ValidationError` before anything is made.
+
+        ``wait`` is how many seconds to wait for another running lab to go away (only one lab can run on
+        a machine) before failing. On any failure everything made so far is removed again.
+        """
+        spec = spec_.make_spec(hosts, sites, nats, ipv6=ipv6, underlay_mtu=underlay_mtu)
+        return cls.up_spec(directory, spec, wait=wait, progress=progress, checkpoint=checkpoint)
+
+    @classmethod
+    def up_spec(
+        cls,
+        directory: Path,
+        spec: spec_.LabSpec,
         *,
         wait: float = 0.0,
         progress: Progress | None = None,
         checkpoint: Checkpoint | None = None,
     ) -> Lab:
-        """Create ``hosts`` lab hosts with their files in ``directory``; see :mod:`wiremesh.lab.build`.
-
-        ``wait`` is how many seconds to wait for another running lab to go away (only one lab can run on
-        a machine) before failing. On any failure everything made so far is removed again.
-        """
+        """:meth:`up` with a validated :class:`~wiremesh.lab.spec_.LabSpec` (what the CLI builds)."""
         from wiremesh.lab.build import build
 
         state, launchers = build(
-            directory, hosts, wait=wait, progress=progress, checkpoint=checkpoint
+            directory, spec, wait=wait, progress=progress, checkpoint=checkpoint
         )
         return cls(state, launchers)
 

@@ -13,11 +13,12 @@ import os
 import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from ipaddress import IPv4Interface, IPv4Network, IPv6Interface
+from ipaddress import IPv4Interface, IPv6Interface, ip_network
 from pathlib import Path
 
 from wiremesh.errors import OperationError
-from wiremesh.lab import layout
+from wiremesh.lab import layout, topology
+from wiremesh.lab.spec import make_spec
 
 IPInterface = IPv4Interface | IPv6Interface
 
@@ -32,6 +33,9 @@ class Bridge:
     name: str
     addresses: tuple[IPInterface, ...] = ()
     mtu: int | None = None
+    private: bool = False
+    """A pure L2 segment between namespaces: the root namespace takes no part in it (no IPv6
+    link-local address, no ARP), so nothing of the root's own leaks onto it or is answered from it."""
 
 
 @dataclass(frozen=True)
@@ -97,7 +101,11 @@ class Network:
                 f"link add {b.name}{_mtu(b.mtu)} type bridge"
                 " nf_call_iptables 0 nf_call_ip6tables 0 nf_call_arptables 0"
             )
-            lines.extend(f"addr add {a.with_prefixlen} dev {b.name}" for a in b.addresses)
+            lines.extend(
+                f"addr add {a.with_prefixlen} dev {b.name}{_nodad(a)}" for a in b.addresses
+            )
+            if b.private:
+                lines.append(f"link set {b.name} addrgenmode none arp off")
             lines.append(f"link set {b.name} up")
         for ns in self.namespaces:
             lines.append(f"netns add {ns.name}")
@@ -106,6 +114,8 @@ class Network:
                 lines.append(
                     f"link add {p.peer}{mtu} type veth peer name {p.ifname}{mtu} netns {ns.name}"
                 )
+                # The root end is only a bridge port: no link-local address of the root's on it.
+                lines.append(f"link set {p.peer} addrgenmode none")
                 lines.append(f"link set {p.peer} master {p.bridge} up")
         return lines
 
@@ -114,12 +124,8 @@ class Network:
         ns = self.namespace(name)
         lines = ["link set lo up"]
         for p in ns.ports:
-            # nodad: an address must be usable at once, since sshd binds to it right after (RFC 4862
-            # duplicate address detection would keep an IPv6 address "tentative" for a second or more).
             lines.extend(
-                f"addr add {a.with_prefixlen} dev {p.ifname}"
-                + (" nodad" if isinstance(a, IPv6Interface) else "")
-                for a in p.addresses
+                f"addr add {a.with_prefixlen} dev {p.ifname}{_nodad(a)}" for a in p.addresses
             )
             lines.append(f"link set {p.ifname} up")
         for r in ns.routes:
@@ -136,24 +142,69 @@ def _mtu(mtu: int | None) -> str:
     return f" mtu {mtu}" if mtu is not None else ""
 
 
+def _nodad(address: IPInterface) -> str:
+    # nodad: an address must be usable at once, since sshd binds to it right after (RFC 4862
+    # duplicate address detection would keep an IPv6 address "tentative" for a second or more).
+    return " nodad" if isinstance(address, IPv6Interface) else ""
+
+
 def flat_network(hosts: Sequence[layout.HostAddress]) -> Network:
     """Issue 3's underlay: every host on the public bridge, no routes beyond 198.51.100.0/24."""
-    bridge = Bridge(layout.PUBLIC_BRIDGE, addresses=(layout.UNDERLAY_GATEWAY,))
-    namespaces = tuple(
-        Namespace(
-            name=h.netns,
-            ports=(
-                Port(
-                    ifname="eth0",
-                    peer=layout.veth_name(h.name, "eth0"),
-                    bridge=bridge.name,
-                    addresses=(h.underlay,),
-                ),
-            ),
-        )
-        for h in hosts
+    return lab_network(topology.plan_lab(make_spec(len(hosts))))
+
+
+def lab_network(plan: topology.LabPlan) -> Network:
+    """The underlay of ``plan``: the public bridge, one private bridge per site and per NAT LAN, a
+    namespace per host and per NAT router.
+
+    Public and site hosts have no route beyond their bridges' subnets; a NAT host's only way out is its
+    default route through its router. The root namespace has an address on the public bridge only.
+    """
+    public = Bridge(
+        layout.PUBLIC_BRIDGE,
+        addresses=(layout.UNDERLAY_GATEWAY,)
+        + ((layout.UNDERLAY6_GATEWAY,) if plan.spec.ipv6 else ()),
     )
-    return Network(bridges=(bridge,), namespaces=namespaces)
+    bridges = [public]
+    bridges += [Bridge(s.bridge, private=True) for s in plan.sites]
+    bridges += [Bridge(r.lan_bridge, private=True) for r in plan.routers]
+    sites = {s.name: s for s in plan.sites}
+    lans = {r.name: r for r in plan.routers}
+    namespaces = []
+    for h in plan.hosts:
+        ports = []
+        routes: tuple[Route, ...] = ()
+        if h.role == "nat":
+            assert h.group is not None and h.private is not None and h.gateway is not None
+            ports.append(_port(h, "eth0", lans[h.group].lan_bridge, (h.private,)))
+            routes = (Route("default", via=str(h.gateway)),)
+        else:
+            assert h.public is not None
+            ours: tuple[IPInterface, ...] = (h.public,) + ((h.public6,) if h.public6 else ())
+            ports.append(_port(h, "eth0", public.name, ours))
+        if h.role == "site":
+            assert h.group is not None and h.private is not None
+            ports.append(_port(h, "eth1", sites[h.group].bridge, (h.private,)))
+        namespaces.append(Namespace(h.netns, tuple(ports), routes))
+    for r in plan.routers:
+        namespaces.append(
+            Namespace(
+                r.netns,
+                ports=(
+                    Port("wan", layout.link_name("nat", r.name, "w"), public.name, (r.wan,)),
+                    Port("lan", layout.link_name("nat", r.name, "l"), r.lan_bridge, (r.lan,)),
+                ),
+            )
+        )
+    return Network(bridges=tuple(bridges), namespaces=tuple(namespaces))
+
+
+def _port(
+    host: topology.HostPlan, ifname: str, bridge: str, addresses: tuple[IPInterface, ...]
+) -> Port:
+    # A host's underlay MTU applies to both ends of each of its veths: a bigger frame is dropped on
+    # its link whichever way it goes (a bridge drops frames larger than the egress port's MTU).
+    return Port(ifname, layout.veth_name(host.name, ifname), bridge, addresses, host.mtu)
 
 
 # --- running ip -------------------------------------------------------------------------------------
@@ -195,10 +246,12 @@ def existing_netns(prefix: str = layout.PREFIX) -> set[str]:
 
 
 def routes_overlapping(network: str) -> list[str]:
-    """Root-namespace IPv4 routes that overlap ``network`` and are not on a lab link."""
-    wanted = IPv4Network(network)
+    """Root-namespace routes (IPv4 or IPv6, as ``network`` is) that overlap ``network`` and are not on a
+    lab link."""
+    wanted = ip_network(network)
+    family = "-4" if wanted.version == 4 else "-6"
     proc = subprocess.run(
-        ["ip", "-j", "-4", "route", "show", "table", "all"],
+        ["ip", "-j", family, "route", "show", "table", "all"],
         capture_output=True,
         text=True,
         check=False,
@@ -212,9 +265,9 @@ def routes_overlapping(network: str) -> list[str]:
         if dst in ("", "default") or dev.startswith(layout.PREFIX):
             continue
         try:
-            net = IPv4Network(dst, strict=False)
+            net = ip_network(dst, strict=False)
         except ValueError:
             continue
-        if net.overlaps(wanted) and net.prefixlen > 0:
+        if net.prefixlen > 0 and net.version == wanted.version and net.overlaps(wanted):
             found.append(f"{dst} dev {dev}")
     return found

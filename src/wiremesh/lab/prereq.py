@@ -21,6 +21,12 @@ PROGRAMS: dict[str, str] = {
 }
 """Program -> Debian/Ubuntu package that provides it."""
 
+NAT_PROGRAMS: dict[str, str] = {
+    "iptables-restore": "iptables",
+    "sysctl": "procps",
+}
+"""What NAT routers (``--nat``) need in addition."""
+
 SEARCH_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 """sshd lives in /usr/sbin, which a non-login PATH may lack; look there too."""
 
@@ -40,8 +46,9 @@ def require_root() -> None:
         )
 
 
-def check_prerequisites(tun: Path = Path("/dev/net/tun")) -> None:
-    """Raise :class:`OperationError` naming what is missing: root, /dev/net/tun, or programs."""
+def check_prerequisites(tun: Path = Path("/dev/net/tun"), *, nat: bool = False) -> None:
+    """Raise :class:`OperationError` naming what is missing: root, /dev/net/tun, or programs (with
+    ``nat``, also what NAT routers need)."""
     require_root()
     if not tun.exists():
         raise OperationError(
@@ -49,7 +56,8 @@ def check_prerequisites(tun: Path = Path("/dev/net/tun")) -> None:
             hint="load the tun module (`modprobe tun`) or, in a container, pass the device "
             "(docker: --device /dev/net/tun --cap-add NET_ADMIN)",
         )
-    missing = {name: pkg for name, pkg in PROGRAMS.items() if find_program(name) is None}
+    wanted = {**PROGRAMS, **(NAT_PROGRAMS if nat else {})}
+    missing = {name: pkg for name, pkg in wanted.items() if find_program(name) is None}
     if missing:
         packages = sorted(set(missing.values()))
         raise OperationError(

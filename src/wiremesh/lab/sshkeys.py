@@ -11,7 +11,7 @@ import os
 import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -78,7 +78,11 @@ def key_body(line: str) -> str:
 
 
 def parse_keyscan(output: str) -> dict[str, str]:
-    """``ssh-keyscan`` output to ``{address: "ssh-ed25519 AAAA..."}`` (comment lines skipped)."""
+    """``ssh-keyscan`` output to ``{host: "ssh-ed25519 AAAA..."}`` (comment lines skipped).
+
+    ``host`` is as ssh-keyscan prints it: ``198.51.100.11``, or ``[198.51.100.201]:2214`` for a port
+    other than 22.
+    """
     keys = {}
     for line in output.splitlines():
         if not line.strip() or line.startswith("#"):
@@ -89,24 +93,40 @@ def parse_keyscan(output: str) -> dict[str, str]:
     return keys
 
 
-def keyscan(addresses: Sequence[IPv4Address], timeout: int = 5) -> dict[str, str]:
-    """The ed25519 host keys the sshd at each address presents.
+def known_host(address: IPv4Address | str, port: int = 22) -> str:
+    """How known_hosts (and ssh-keyscan) name ``address`` at ``port``: ``[address]:port`` unless 22."""
+    return str(address) if port == 22 else f"[{address}]:{port}"
+
+
+def keyscan(
+    addresses: Sequence[IPv4Address | tuple[IPv4Address, int]], timeout: int = 5
+) -> dict[str, str]:
+    """The ed25519 host keys the sshd at each address (and port, default 22) presents, keyed by
+    :func:`known_host`.
 
     One ``ssh-keyscan`` handles its hosts concurrently but is bound by its own CPU (each connection
-    makes a fresh sntrup761x25519 key exchange key, tens of ms here), so one runs per CPU.
+    makes a fresh sntrup761x25519 key exchange key, tens of ms here), so one runs per CPU, and one per
+    port (``-p`` applies to all hosts of a run).
     """
-    jobs = max(1, min(os.cpu_count() or 1, 8, len(addresses)))
-    chunks = [addresses[i::jobs] for i in range(jobs)]
+    by_port: dict[int, list[IPv4Address]] = {}
+    for item in addresses:
+        address, port = item if isinstance(item, tuple) else (item, 22)
+        by_port.setdefault(port, []).append(address)
+    jobs = max(1, min(os.cpu_count() or 1, 8))
+    chunks = [
+        (port, group[i::jobs])
+        for port, group in by_port.items()
+        for i in range(min(jobs, len(group)))
+    ]
     running = [
         subprocess.Popen(
-            ["ssh-keyscan", "-T", str(timeout), "-t", "ed25519", *map(str, chunk)],
+            ["ssh-keyscan", "-T", str(timeout), "-t", "ed25519", "-p", str(port), *map(str, chunk)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
         )
-        for chunk in chunks
-        if chunk
+        for port, chunk in chunks
     ]
     keys: dict[str, str] = {}
     for proc in running:
@@ -123,14 +143,22 @@ class SshHost:
     address: IPv4Address
     host_key: str
     """``ssh-ed25519 AAAA...`` as presented by the host."""
+    port: int = 22
+    """Where its sshd is reached: 22, or the port its NAT router forwards to it."""
 
 
 def render_known_hosts(hosts: Iterable[SshHost]) -> str:
-    """One line per host naming both its alias and its address: ``lab1,198.51.100.11 ssh-ed25519 ...``."""
-    return "".join(f"{h.alias},{h.address} {key_body(h.host_key)}\n" for h in hosts)
+    """One line per host naming both its alias and its address: ``lab1,198.51.100.11 ssh-ed25519 ...``;
+    for a port other than 22 both in brackets (sshd(8), SSH_KNOWN_HOSTS FILE FORMAT):
+    ``[lab5]:2215,[198.51.100.201]:2215 ssh-ed25519 ...``. OpenSSH looks up the HostName with its port,
+    asyncssh the alias or the address with the port."""
+    return "".join(
+        f"{known_host(h.alias, h.port)},{known_host(h.address, h.port)} {key_body(h.host_key)}\n"
+        for h in hosts
+    )
 
 
-def render_ssh_config(hosts: Iterable[SshHost], directory: Path, port: int = 22) -> str:
+def render_ssh_config(hosts: Iterable[SshHost], directory: Path) -> str:
     """An OpenSSH client config with one ``Host`` block per lab host, strict host key checking.
 
     Paths are absolute so the file works from any working directory (and from ``-F``).
@@ -145,7 +173,7 @@ def render_ssh_config(hosts: Iterable[SshHost], directory: Path, port: int = 22)
             f"\nHost {h.alias}\n"
             f"  HostName {h.address}\n"
             f"  User root\n"
-            f"  Port {port}\n"
+            f"  Port {h.port}\n"
             f"  IdentityFile {identity}\n"
             f"  IdentitiesOnly yes\n"
             f"  UserKnownHostsFile {known}\n"
@@ -159,7 +187,9 @@ def render_ssh_config(hosts: Iterable[SshHost], directory: Path, port: int = 22)
     return "".join(out)
 
 
-def render_sshd_config(host: str, listen: Iterable[IPv4Address], port: int = 22) -> str:
+def render_sshd_config(
+    host: str, listen: Iterable[IPv4Address | IPv6Address], port: int = 22
+) -> str:
     """sshd_config of one lab host: key login only, listening on its underlay address(es) only."""
     lines = [f"# wiremesh lab host {host}: written by `wiremesh lab up`."]
     lines += [f"ListenAddress {a}" for a in listen]

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from wiremesh.errors import ValidationError
+from wiremesh.lab.spec import LabSpec
 
 STATE_FILE = "lab.json"
 STATE_VERSION = 1
@@ -131,6 +132,14 @@ class LabState:
     hosts: list[HostState] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     """Files and directories in ``dir`` that the lab made, relative to ``dir``."""
+    spec: LabSpec | None = None
+    """What the lab was made of (public hosts, sites, NATs, IPv6, MTUs); ``None`` in a state written
+    before labs had topologies, which means ``hosts_wanted`` public hosts."""
+
+    @property
+    def topology(self) -> LabSpec:
+        """:attr:`spec`, or the flat lab of ``hosts_wanted`` public hosts that an older state means."""
+        return self.spec if self.spec is not None else LabSpec(public=self.hosts_wanted)
 
     @property
     def path(self) -> Path:
@@ -141,6 +150,7 @@ class LabState:
         """The on-disk form, versioned."""
         value = asdict(self)
         value["dir"] = str(self.dir)
+        value["spec"] = self.spec.to_json() if self.spec is not None else None
         return {"kind": STATE_KIND, "version": STATE_VERSION, **value}
 
     def save(self) -> None:
@@ -197,6 +207,7 @@ class LabState:
                 veths=[str(x) for x in value["veths"]],
                 hosts=[HostState.from_json(h) for h in value["hosts"]],
                 files=[str(x) for x in value["files"]],
+                spec=LabSpec.from_json(value["spec"]) if value.get("spec") is not None else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValidationError(f"{path} is damaged: missing or bad field {exc}") from exc

@@ -10,10 +10,13 @@ integration tier would hide that nothing was tested.
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from ipaddress import ip_interface, ip_network
 from pathlib import Path
 
 import pytest
@@ -21,14 +24,23 @@ import pytest
 from wiremesh.lab import Lab, MachineRecord, down_dir, procs
 from wiremesh.lab.network import existing_links, existing_netns
 from wiremesh.lab.prereq import PROGRAMS, find_program
-from wiremesh.lab.state import LabState, ProcRef
+from wiremesh.lab.state import LabState, ProcRef, machine_lock
 from wiremesh.lab.sysctl import NEIGH_LIMITS, read
 
 LAB_WAIT = 300.0
 """Seconds a fixture waits for another lab on the machine (someone else's test run) to go away."""
 
-LAB_NETNS = re.compile(r"^wm-lab\d+$")
-LAB_LINK = re.compile(r"^wm-(pub|lab\d+-.+)$")
+LAB_NETNS = re.compile(r"^wm-(lab\d+|nat-.+)$")
+"""Hosts' and NAT routers' namespaces."""
+LAB_LINK = re.compile(r"^wm-(pub|lab\d+-.+|site-.+|lan-.+|nat-.+-[wl])$")
+"""The public bridge, hosts' veths, site bridges, NAT LAN bridges, NAT routers' veths."""
+LAB_RANGES = [
+    ip_network(n) for n in ("198.51.100.0/24", "203.0.113.0/24", "192.0.2.64/26", "192.0.2.128/25")
+]
+"""Where lab addresses live (192.0.2.0/26 holds this machine's own uplink, never the lab's)."""
+LAB_RANGES6 = [ip_network("2001:db8::/64")]
+ROOT_SYSCTLS = ("net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding")
+"""Sysctls of the root namespace that a lab must never change (NAT routers forward in their own)."""
 
 
 @pytest.fixture(autouse=True)
@@ -55,6 +67,23 @@ def sysctl_snapshot() -> dict[str, str | None]:
     return {key: read(key) for key in NEIGH_LIMITS}
 
 
+def root_sysctls() -> dict[str, str | None]:
+    """The root namespace's forwarding switches (which no lab may touch)."""
+    return {key: read(key) for key in ROOT_SYSCTLS}
+
+
+def root_lab_addresses() -> list[str]:
+    """Addresses of the root namespace inside the lab's ranges (``ip -j addr``)."""
+    proc = subprocess.run(["ip", "-j", "addr", "show"], capture_output=True, text=True, check=True)
+    found = []
+    for link in json.loads(proc.stdout):
+        for a in link.get("addr_info", []):
+            address = ip_interface(f"{a['local']}/{a['prefixlen']}")
+            if any(address.ip in net for net in (*LAB_RANGES, *LAB_RANGES6)):
+                found.append(f"{address} dev {link['ifname']}")
+    return found
+
+
 def expected_sysctls(directory: Path) -> dict[str, str | None]:
     """What the sysctls must be after the lab in ``directory`` is down: its saved originals."""
     now = sysctl_snapshot()
@@ -74,6 +103,8 @@ class LabFootprint:
     processes: list[ProcRef] = field(default_factory=list)
     sysctls: dict[str, str | None] = field(default_factory=dict)
     """The values the neighbour-table sysctls must have once the lab is down (the originals)."""
+    root: dict[str, str | None] = field(default_factory=root_sysctls)
+    """The root namespace's forwarding sysctls, which must never change."""
 
     @staticmethod
     def of(directory: Path) -> LabFootprint:
@@ -119,7 +150,8 @@ def assert_lab_gone(footprint: LabFootprint) -> None:
     assert not [n for n in footprint.links if n in links], f"links left: {links}"
     assert not [n for n in links if LAB_LINK.match(n)], f"lab links (veth/bridge) left: {links}"
     assert not mounts_mentioning(str(footprint.dir)), mounts_mentioning(str(footprint.dir))
-    assert not mounts_mentioning("/run/netns/wm-lab"), mounts_mentioning("/run/netns/wm-lab")
+    for prefix in ("/run/netns/wm-lab", "/run/netns/wm-nat"):
+        assert not mounts_mentioning(prefix), mounts_mentioning(prefix)
     alive = [p.pid for p in footprint.processes if procs.is_alive(p)]
     assert not alive, f"lab processes still alive: {alive}"
     record = MachineRecord.load()
@@ -129,6 +161,10 @@ def assert_lab_gone(footprint: LabFootprint) -> None:
     else:  # another lab (another test run) came up since: it must have seen our originals
         seen = {k: record.sysctl_saved.get(k, v) for k, v in sysctl_snapshot().items()}
         assert seen == footprint.sysctls, "sysctls were not restored before the next lab"
+    assert root_sysctls() == footprint.root, "the root namespace's forwarding sysctls changed"
+    with machine_lock():  # `lab up` holds it from its machine record to its last address
+        if MachineRecord.load() is None:  # no lab runs: the root has nothing in the lab's ranges
+            assert not root_lab_addresses(), root_lab_addresses()
     assert not (footprint.dir / "lab.json").exists(), "state file left"
     assert not (footprint.dir / "hosts").exists(), "host files left"
 

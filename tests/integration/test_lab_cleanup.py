@@ -238,3 +238,95 @@ def test_sigkilled_host_is_reported_and_cleaned(lab_factory: LabFactory) -> None
     footprint = LabFootprint.of(lab.dir)
     lab.down()
     assert_lab_gone(footprint)
+
+
+# --- issue 5 topologies: NAT routers, site and LAN bridges, IPv6 --------------------------------------
+
+TOPOLOGY: dict[str, object] = {"hosts": 1, "sites": {"a": 2}, "nats": {"home": 2}}
+"""lab1 public, lab2-lab3 in site a, lab4-lab5 behind NAT router home."""
+
+
+def _busy_topology(lab: Lab) -> None:
+    """Leave something running in a site host and a NAT host (one started over ssh via the router's
+    port forward), and conntrack state in the router."""
+    lab.exec("lab2", ["sh", "-c", "wireguard-go wg0 2>/dev/null"])
+    lab.exec("lab4", ["sh", "-c", "wireguard-go wg0 2>/dev/null; ping -c 1 -W 2 198.51.100.11"])
+    subprocess.run(
+        [*lab.ssh_argv("lab5", ["sh", "-c", "'sleep 600 >/dev/null 2>&1 &'"])],
+        check=True,
+        timeout=30,
+    )
+
+
+def _assert_topology_footprint(footprint: LabFootprint) -> None:
+    assert "wm-nat-home" in footprint.netns
+    assert {"wm-pub", "wm-site-a", "wm-lan-home", "wm-nat-home-w", "wm-nat-home-l"} <= set(
+        footprint.links
+    )
+
+
+def test_down_removes_routers_bridges_and_everything(tmp_path: Path) -> None:
+    lab = Lab.up(tmp_path / "lab", wait=LAB_WAIT, **TOPOLOGY)  # type: ignore[arg-type]
+    _busy_topology(lab)
+    footprint = LabFootprint.of(lab.dir)
+    _assert_topology_footprint(footprint)
+    r = cli("lab", "down", "--dir", lab.dir)
+    assert r.code == 0, r.err
+    assert_lab_gone(footprint)
+    assert not lab.dir.exists()
+
+
+def test_down_removes_an_ipv6_lab(tmp_path: Path) -> None:
+    lab = Lab.up(tmp_path / "lab", 1, sites={"a": 1}, ipv6=True, wait=LAB_WAIT)
+    footprint = LabFootprint.of(lab.dir)
+    lab.down()
+    assert_lab_gone(footprint)  # includes: no 2001:db8::1 left in the root namespace
+
+
+@pytest.mark.parametrize("step", ["network", "routers", "host:lab4", "ready", "files"])
+def test_a_failing_topology_up_removes_what_it_made(tmp_path: Path, step: str) -> None:
+    seen: list[LabFootprint] = []
+
+    def fail_at(where: str) -> None:
+        if where == step:
+            seen.append(LabFootprint.of(tmp_path / "lab"))
+            raise RuntimeError(f"injected failure at {where}")
+
+    with pytest.raises(RuntimeError, match="injected failure"):
+        Lab.up(tmp_path / "lab", wait=LAB_WAIT, checkpoint=fail_at, **TOPOLOGY)  # type: ignore[arg-type]
+    assert seen
+    _assert_topology_footprint(seen[0])
+    assert_lab_gone(seen[0])
+    assert not (tmp_path / "lab").exists()
+
+
+CRASH_TOPOLOGY = """
+import os, signal, sys
+from pathlib import Path
+from wiremesh.lab import Lab
+
+def crash_at(where):
+    if where == sys.argv[2]:
+        os.kill(os.getpid(), signal.SIGKILL)  # a crash: no finally, no cleanup
+
+Lab.up(Path(sys.argv[1]), 1, sites={"a": 2}, nats={"home": 2}, checkpoint=crash_at, wait=300)
+"""
+
+
+@pytest.mark.parametrize("step", ["network", "routers", "host:lab5"])
+def test_down_after_a_crashed_topology_up_removes_everything(tmp_path: Path, step: str) -> None:
+    directory = tmp_path / "lab"
+    r = subprocess.run(
+        [sys.executable, "-c", CRASH_TOPOLOGY, str(directory), step],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert r.returncode == -signal.SIGKILL, r.stderr
+    try:
+        footprint = LabFootprint.of(directory)
+        _assert_topology_footprint(footprint)
+    finally:
+        down_dir(directory)
+    assert_lab_gone(footprint)

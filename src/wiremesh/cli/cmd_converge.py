@@ -56,6 +56,11 @@ def run_options(args: argparse.Namespace, ctx: Context, show_progress: bool = Tr
 
     if args.parallel < 1:
         raise ValidationError(f"--parallel {args.parallel} must be at least 1")
+    extra = None
+    if getattr(args, "k3s", False):
+        from wiremesh.ops.k3s import k3s_files
+
+        extra = k3s_files
     return RunOptions(
         ssh_config=ctx.ssh_config,
         accept_new_host_keys=args.accept_new_host_keys,
@@ -63,6 +68,7 @@ def run_options(args: argparse.Namespace, ctx: Context, show_progress: bool = Tr
         connect_timeout=args.connect_timeout,
         command_timeout=args.command_timeout,
         progress=progress_for(ctx.out.err_console, show_progress),
+        extra_files=extra,
     )
 
 
@@ -71,11 +77,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("plan", help="show what apply would change on each host (reads hosts only)")
     p.add_argument("nodes", nargs="*", metavar="NODE", help="only these nodes (default: all)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--k3s", action="store_true", help="also plan /etc/rancher/k3s/config.yaml")
     add_run_options(p)
     p.set_defaults(handler=run_plan)
     a = sub.add_parser("apply", help="bring every host to the inventory's state, live")
     a.add_argument("nodes", nargs="*", metavar="NODE", help="only these nodes (default: all)")
     a.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    a.add_argument(
+        "--k3s",
+        action="store_true",
+        help="also write /etc/rancher/k3s/config.yaml on nodes with a k3s_role (see docs/k3s.md)",
+    )
     a.add_argument(
         "--force",
         action="store_true",

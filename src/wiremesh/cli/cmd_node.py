@@ -31,6 +31,7 @@ def _node_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--private-endpoint", metavar="HOST[:PORT]", help="address within the site")
     p.add_argument("--listen-port", type=int_arg, metavar="N", help="UDP port (default: mesh port)")
     p.add_argument("--relay", metavar="NODE", help="relay for this node (default: the mesh's)")
+    p.add_argument("--k3s-role", choices=("server", "agent"), help="role in a k3s cluster")
     p.add_argument(
         "--allowed-ip",
         action="append",
@@ -108,6 +109,7 @@ def _fields(args: argparse.Namespace) -> NodeFields:
             else None
         ),
         relay=parse_option(f.parse_node_name, args.relay, "--relay"),  # type: ignore[arg-type]
+        k3s_role=args.k3s_role,
         clear=frozenset(getattr(args, "clear", [])),
     )
 

@@ -155,6 +155,13 @@ def parse_interface(value: object, what: str) -> str:
     return interface_name(value, what)
 
 
+def parse_k3s_role(value: object, what: str) -> str:
+    """``server`` or ``agent``."""
+    if value not in ("server", "agent"):
+        raise ValidationError(f"{what} {value!r} is not a k3s role", 'use "server" or "agent"')
+    return str(value)
+
+
 def parse_text(value: object, what: str) -> str:
     """Any non-empty string."""
     text = _text(value, what)

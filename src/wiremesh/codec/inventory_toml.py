@@ -76,6 +76,7 @@ NODE_FIELDS: tuple[Field, ...] = (
     Field("allowed_ips", f.parse_subnets),
     Field("public_key", f.parse_public_key),
     Field("relay", f.parse_node_name),
+    Field("k3s_role", f.parse_k3s_role),
 )
 
 REMOVED_FIELDS: tuple[Field, ...] = (

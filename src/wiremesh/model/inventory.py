@@ -60,6 +60,10 @@ class Node:
     public_key: PublicKey | None = None
     allowed_ips: tuple[IPNetwork, ...] = ()
     relay: NodeName | None = None  # overrides the mesh's relay for this node
+    k3s_role: str | None = None  # "server" or "agent": used by 'k3s config' and 'apply --k3s'
+
+
+K3S_ROLES = ("server", "agent")
 
 
 @dataclass(frozen=True)

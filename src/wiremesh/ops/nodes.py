@@ -38,6 +38,7 @@ class NodeFields:
     listen_port: int | None = None
     allowed_ips: tuple[IPNetwork, ...] | None = None
     relay: NodeName | None = None
+    k3s_role: str | None = None
     clear: frozenset[str] = field(default_factory=frozenset)
 
     def given(self) -> dict[str, Any]:
@@ -58,6 +59,7 @@ CLEARABLE = (
     "listen_port",
     "allowed_ips",
     "relay",
+    "k3s_role",
 )
 MESH_SETTABLE = ("mtu", "keepalive", "ssh_config", "relay")
 

@@ -21,9 +21,9 @@ from types import TracebackType
 from wiremesh.errors import OperationError, ValidationError
 from wiremesh.lab import host as hostmod
 from wiremesh.lab import procs, topology
-from wiremesh.lab import spec as spec_
 from wiremesh.lab.inventory import INVENTORY
 from wiremesh.lab.parts import LabHost, LabRouter, LabSite
+from wiremesh.lab.spec import Group, LabSpec, make_spec
 from wiremesh.lab.sshkeys import IDENTITY, KNOWN_HOSTS, SSH_CONFIG
 from wiremesh.lab.state import LabState, MachineRecord, machine_lock
 from wiremesh.lab.teardown import teardown
@@ -32,7 +32,8 @@ Progress = Callable[[str, int, int], None]
 """``progress(phase, done, total)``: called as ``up`` advances (for a progress bar)."""
 
 Checkpoint = Callable[[str], None]
-"""``checkpoint(step)``: called after each step of ``up`` ("network", "host:lab2", "ready", ...).
+"""``checkpoint(step)``: called after each step of ``up`` ("state", "network", "routers", "host:lab2",
+"ready", "files").
 Tests use it to inject a failure or a crash at a precise point."""
 
 
@@ -112,7 +113,7 @@ class Lab:
         return topology.plan_lab(self._state.topology)
 
     @property
-    def spec(self) -> spec_.LabSpec:
+    def spec(self) -> LabSpec:
         """What the lab was made of: public hosts, sites, NATs, IPv6, underlay MTUs."""
         return self._state.topology
 
@@ -284,8 +285,8 @@ class Lab:
         directory: Path,
         hosts: int | None = None,
         *,
-        sites: Mapping[str, int] | Iterable[spec_.Group] = (),
-        nats: Mapping[str, int] | Iterable[spec_.Group] = (),
+        sites: Mapping[str, int] | Iterable[Group] = (),
+        nats: Mapping[str, int] | Iterable[Group] = (),
         ipv6: bool = False,
         underlay_mtu: int | Mapping[str | None, int] | None = None,
         wait: float = 0.0,
@@ -297,26 +298,26 @@ class Lab:
         ``hosts`` public hosts come first, then ``sites`` (``{"a": 2}``: 2 hosts in site ``a``), then
         ``nats`` (``{"home": 2}``: 2 hosts behind NAT router ``home``); they are named lab1..labM in this
         order. ``ipv6`` adds a dual-stack underlay; ``underlay_mtu`` is one MTU for every host, or
-        ``{"lab2": 1280}`` (the key ``None`` meaning every other host). See :mod:`wiremesh.lab.topology`
+        ``{"lab2": 1280}`` (the key ``None`` meaning every other host). See :mod:`wiremesh.lab.layout`
         for the addressing plan. Invalid values raise :class:`ValidationError` before anything is made.
 
         ``wait`` is how many seconds to wait for another running lab to go away (only one lab can run on
         a machine) before failing. On any failure everything made so far is removed again.
         """
-        spec = spec_.make_spec(hosts, sites, nats, ipv6=ipv6, underlay_mtu=underlay_mtu)
+        spec = make_spec(hosts, sites, nats, ipv6=ipv6, underlay_mtu=underlay_mtu)
         return cls.up_spec(directory, spec, wait=wait, progress=progress, checkpoint=checkpoint)
 
     @classmethod
     def up_spec(
         cls,
         directory: Path,
-        spec: spec_.LabSpec,
+        spec: LabSpec,
         *,
         wait: float = 0.0,
         progress: Progress | None = None,
         checkpoint: Checkpoint | None = None,
     ) -> Lab:
-        """:meth:`up` with a validated :class:`~wiremesh.lab.spec_.LabSpec` (what the CLI builds)."""
+        """:meth:`up` with a validated :class:`~wiremesh.lab.spec.LabSpec` (what the CLI builds)."""
         from wiremesh.lab.build import build
 
         state, launchers = build(

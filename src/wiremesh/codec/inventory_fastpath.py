@@ -38,6 +38,25 @@ def _additions(old: Inventory, new: Inventory) -> dict[str, list[tuple[str, obje
     return out
 
 
+def _brackets(line: str) -> int:
+    """Opened minus closed brackets on a line, outside strings and comments (multi-line arrays)."""
+    depth = 0
+    quote: str | None = None
+    for char in line:
+        if quote:
+            if char == quote:
+                quote = None
+        elif char in "\"'":
+            quote = char
+        elif char == "#":
+            break
+        elif char == "[":
+            depth += 1
+        elif char == "]":
+            depth -= 1
+    return depth
+
+
 def _toml_value(value: object) -> str:
     dumped = f.dump_value(value)
     if isinstance(dumped, list):
@@ -60,6 +79,7 @@ def add_keys(text: str, old: Inventory, new: Inventory) -> str | None:
     inserts: dict[int, list[str]] = {}  # insert after line index
     current: str | None = None
     last_key = -1
+    depth = 0  # inside a multi-line array value
     found: set[str] = set()
 
     def close() -> None:
@@ -68,6 +88,10 @@ def add_keys(text: str, old: Inventory, new: Inventory) -> str | None:
             found.add(current)
 
     for index, line in enumerate(lines):
+        if depth > 0:
+            depth += _brackets(line)
+            last_key = index
+            continue
         if _HEADER.match(line):
             close()
             current, last_key = (None, -1)
@@ -81,6 +105,7 @@ def add_keys(text: str, old: Inventory, new: Inventory) -> str | None:
             current = name.group(1)
         if _KEY_LINE.match(line):
             last_key = index
+            depth = _brackets(line.split("=", 1)[1])
     close()
     if found != set(additions):
         return None

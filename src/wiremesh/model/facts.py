@@ -109,8 +109,9 @@ def auto_mtus(
     """``mtu = "auto"``: per node, the smallest underlay MTU on its paths to its peers, minus 80.
 
     A path's MTU is the smaller of both ends' route MTUs toward each other (``ip route get``): a host
-    cannot see its peer's smaller link, so both ends are asked. A node with no known path uses its
-    default route's MTU. The result is never below the minimum the overlay needs (1280 with IPv6).
+    cannot see its peer's smaller link, so both ends are asked; a peer that cannot name our address
+    (we are behind NAT) counts with its smallest link. A node with no known path uses its default
+    route's MTU. The result is never below the minimum the overlay needs (1280 with IPv6).
     """
     floor = MTU_MIN_IPV6 if inventory.mesh.cidr6 is not None else MTU_MIN_IPV4
     out: dict[str, int] = {}
@@ -127,12 +128,12 @@ def auto_mtus(
                 values.append(seen.underlay.mtu[str(there.host)])
             back = endpoint_toward(inventory, other, node) or learnt.get(node.name)
             other_seen = observed.get(other.name)
-            if (
-                back is not None
-                and other_seen is not None
-                and str(back.host) in other_seen.underlay.mtu
-            ):
+            if other_seen is None:
+                continue
+            if back is not None and str(back.host) in other_seen.underlay.mtu:
                 values.append(other_seen.underlay.mtu[str(back.host)])
+            else:  # the peer cannot name our address (we are behind NAT): its smallest link
+                values += list(other_seen.underlay.mtu.values())
         if not values:
             values = [seen.underlay.default_mtu or DEFAULT_UNDERLAY_MTU]
         out[node.name] = max(floor, min(values) - WIREGUARD_OVERHEAD)

@@ -27,10 +27,15 @@ def sh(lab: Lab, host: str, script: str, timeout: float = 30) -> subprocess.Comp
     return lab.exec(host, ["sh", "-c", script], check=False, timeout=timeout)
 
 
-def pings(lab: Lab, host: str, target: str, *args: str) -> bool:
-    """True if one ping from ``host`` to ``target`` is answered."""
-    r = lab.exec(host, ["ping", "-c", "1", "-W", "1", *args, target], check=False)
+def pings(lab: Lab, host: str, target: str, *args: str, wait: float = 2) -> bool:
+    """True if one ping from ``host`` to ``target`` is answered within ``wait`` seconds."""
+    r = lab.exec(host, ["ping", "-c", "1", "-W", f"{wait:g}", *args, target], check=False)
     return r.returncode == 0
+
+
+def no_answer(lab: Lab, host: str, target: str, *args: str) -> bool:
+    """True if a ping from ``host`` to ``target`` gets no answer (1 s is plenty on a lab bridge)."""
+    return not pings(lab, host, target, *args, wait=1)
 
 
 def ssh(lab: Lab, host: str, command: str) -> subprocess.CompletedProcess[str]:
@@ -73,13 +78,13 @@ def test_sites_have_private_links_between_their_own_hosts_only(lab_factory: LabF
     # Same site: the private link works; the other site's private addresses are out of reach.
     for source, same, other in (("lab1", "lab2", "lab3"), ("lab4", "lab3", "lab2")):
         assert pings(lab, source, private[same])
-        assert not pings(lab, source, private[other])
+        assert no_answer(lab, source, private[other])
         route = lab.exec(source, ["ip", "route", "get", private[other]], check=False)
         assert route.returncode != 0 and "unreachable" in route.stderr
     # ... even with a route via a host of the other site on the public bridge: hosts do not forward
     # (lab3 would answer for its own address, as a real host does: the weak host model).
     sh(lab, "lab1", "ip route add 203.0.113.64/26 via 198.51.100.13")
-    assert not pings(lab, "lab1", private["lab4"])
+    assert no_answer(lab, "lab1", private["lab4"])
     # The private bridges are pure L2: the root namespace has no address and no route there.
     for site in lab.sites:
         addrs = json.loads(
@@ -140,9 +145,9 @@ def test_nat_hosts_get_out_but_nothing_gets_in(lab_factory: LabFactory) -> None:
     # even for a public host that routes it via the router (its filter drops what nobody asked for).
     assert pings(lab, "lab2", "198.51.100.11")
     assert pings(lab, "lab2", "192.0.2.76")  # its LAN neighbour, directly
-    assert not pings(lab, "lab1", "192.0.2.75")
+    assert no_answer(lab, "lab1", "192.0.2.75")
     sh(lab, "lab1", "ip route add 192.0.2.64/26 via 198.51.100.201")
-    assert not pings(lab, "lab1", "192.0.2.75")
+    assert no_answer(lab, "lab1", "192.0.2.75")
     sh(lab, "lab1", "ip route del 192.0.2.64/26")
 
     # ssh: strict host keys through the router's port forward, with OpenSSH and with asyncssh.
@@ -167,7 +172,7 @@ def test_nat_hosts_get_out_but_nothing_gets_in(lab_factory: LabFactory) -> None:
     sh(lab, "lab2", f"wg set wgt peer {keys['lab1']} allowed-ips 10.99.0.1/32")
     for guess in ("192.0.2.75:51820", "198.51.100.201:51820"):
         sh(lab, "lab1", f"wg set wgt peer {keys['lab2']} endpoint {guess} allowed-ips 10.99.0.2/32")
-        assert not pings(lab, "lab1", "10.99.0.2", "-w", "2")
+        assert no_answer(lab, "lab1", "10.99.0.2", "-w", "2")
         assert _handshakes(lab, "lab1") == 0 and _handshakes(lab, "lab2") == 0
     sh(lab, "lab1", f"wg set wgt peer {keys['lab2']} remove")
     sh(lab, "lab1", f"wg set wgt peer {keys['lab2']} allowed-ips 10.99.0.2/32")  # no endpoint
@@ -238,11 +243,11 @@ def test_underlay_mtu_drops_bigger_frames(lab_factory: LabFactory) -> None:
     # 1252 bytes of ICMP payload + 8 (ICMP) + 20 (IP) = 1280: fits; one more byte does not, both
     # from lab2 and toward it, and DF forbids fragmenting (-M do).
     assert pings(lab, "lab1", "198.51.100.12", "-M", "do", "-s", "1252")
-    assert not pings(lab, "lab1", "198.51.100.12", "-M", "do", "-s", "1253")
+    assert no_answer(lab, "lab1", "198.51.100.12", "-M", "do", "-s", "1253")
     assert pings(lab, "lab3", "198.51.100.12", "-M", "do", "-s", "1252")
-    assert not pings(lab, "lab2", "198.51.100.11", "-M", "do", "-s", "1253")
+    assert no_answer(lab, "lab2", "198.51.100.11", "-M", "do", "-s", "1253")
     # Between the two 1400-byte hosts, 1372 fits and 1373 does not.
     assert pings(lab, "lab1", "198.51.100.13", "-M", "do", "-s", "1372")
-    assert not pings(lab, "lab1", "198.51.100.13", "-M", "do", "-s", "1373")
+    assert no_answer(lab, "lab1", "198.51.100.13", "-M", "do", "-s", "1373")
     listed = json.loads(cli("lab", "ls", "--dir", lab.dir, "--json").out)["hosts"]
     assert [h["mtu"] for h in listed] == [1400, 1280, 1400]

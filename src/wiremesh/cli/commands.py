@@ -8,6 +8,7 @@ from wiremesh.cli import (
     cmd_converge,
     cmd_import,
     cmd_init,
+    cmd_k3s,
     cmd_lab,
     cmd_node,
     cmd_render,
@@ -24,5 +25,6 @@ MODULES: list[CommandModule] = [
     cmd_import,
     cmd_converge,
     cmd_status,
+    cmd_k3s,
     cmd_lab,
 ]

@@ -105,7 +105,7 @@ def test_cold_apply_gives_a_full_mesh(lab: Lab) -> None:
     assert r.code == 0
     pings = json.loads(r.out)["ping"]
     assert len(pings) == 20
-    assert all(p["loss"] == 0 and p["rtt_ms"] is not None for p in pings)
+    assert all(p["loss"] < 1 and p["rtt_ms"] is not None for p in pings)
     # The config on the host is ours, 0600, and the host's key file is 0600.
     modes = lab.exec(
         "lab1", ["stat", "-c", "%a %n", "/etc/wireguard/wg0.conf", "/etc/wireguard/wg0.key"]

@@ -351,8 +351,6 @@ def new_document(inventory: Inventory, comment: str | None = None) -> TOMLDocume
         if value is not None:
             mesh[field.key] = _as_toml(value)
     document["mesh"] = mesh
-    if inventory.nodes:
-        document.add(tomlkit.nl())
     return update_document(document, inventory)
 
 

@@ -324,14 +324,19 @@ fi
 """
 
 
-def ping_all(targets: list[str], count: int = 3, interval: float = 0.2, wait: int = 1) -> str:
-    """Ping every target at once; print ``target transmitted received avg_ms`` per target."""
+def ping_all(targets: list[str], count: int = 3, interval: float = 0.2, deadline: int = 7) -> str:
+    """Ping every target at once; print ``target transmitted received avg_ms`` per target.
+
+    Each ping runs until ``count`` replies or ``deadline`` seconds (ping(8) ``-c`` with ``-w``):
+    the first packets toward a peer wait for a WireGuard handshake, and a lost handshake initiation
+    is only retried after REKEY_TIMEOUT (5 s), so a fixed short ping would call such a link dead.
+    """
     quoted = " ".join(shlex.quote(t) for t in targets)
     return f"""
 export LC_ALL=C
 d=$(mktemp -d)
 for t in {quoted}; do
-  ping -n -q -c {count} -i {interval} -W {wait} "$t" > "$d/$t" 2>&1 &
+  ping -n -q -c {count} -i {interval} -w {deadline} "$t" > "$d/$t" 2>&1 &
 done
 wait
 for t in {quoted}; do

@@ -186,6 +186,17 @@ def test_names_in_etc_hosts_and_overlapping_routes(lab_factory: LabFactory, tmp_
         gone = lab.exec(host, ["getent", "hosts", "lab3.lab"], check=False)
         assert gone.returncode != 0, host
     assert "wiremesh" not in lab.exec("lab3", ["cat", "/etc/hosts"]).stdout
+    # a routed subnet behind lab2 (a veth stands in for a VPC link: this kernel has no dummy):
+    # every other host routes it to lab2, which forwards
+    lab.exec("lab2", ["ip", "link", "add", "vpc0", "type", "veth", "peer", "name", "vpc1"])
+    lab.exec("lab2", ["ip", "link", "set", "vpc1", "up"])
+    lab.exec("lab2", ["ip", "addr", "add", "172.31.5.1/24", "dev", "vpc0"])
+    lab.exec("lab2", ["ip", "link", "set", "vpc0", "up"])
+    assert wm(lab, "node", "set", "lab2", "--allowed-ip", "172.31.5.0/24").code == 0
+    apply_ok(lab)
+    assert "172.31.5.0/24 dev wg0" in lab.exec("lab1", ["ip", "route"]).stdout
+    lab.exec("lab1", ["ping", "-c", "1", "-W", "2", "172.31.5.1"])
+    assert lab.exec("lab2", ["sysctl", "-n", "net.ipv4.ip_forward"]).stdout.strip() == "1"
     # a host with a route that overlaps the mesh: plan says so, apply refuses without --force
     lab.exec("lab2", ["ip", "route", "add", "10.77.0.0/16", "dev", "eth0"])
     assert wm(lab, "node", "set", "lab1", "--listen-port", "51821").code == 0

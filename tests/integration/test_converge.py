@@ -246,7 +246,9 @@ def test_config_that_fails_to_load_is_rolled_back(lab: Lab) -> None:
         before = host_files(lab, "lab1")["/etc/wireguard/wg0.conf"][0]
         assert wm(lab, "node", "set", "lab1", "--listen-port", "51821").code == 0
         plan = json.loads(wm(lab, "plan", "--json", "lab1").out)
-        assert "listen port 51820 → 51821" in [c["description"] for c in plan["hosts"][0]["changes"]]
+        assert "listen port 51820 → 51821" in [
+            c["description"] for c in plan["hosts"][0]["changes"]
+        ]
         r = wm(lab, "apply", "--yes")
         assert r.code == 1
         flat = " ".join(r.out.split())

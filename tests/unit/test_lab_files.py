@@ -116,7 +116,6 @@ mtu = 1420
 keepalive = 25
 ssh_config = "ssh_config"
 
-
 [[node]]
 name = "lab1"
 address = "10.77.0.1"

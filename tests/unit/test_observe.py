@@ -99,11 +99,10 @@ def test_observe_script_never_prints_keys_in_the_clear() -> None:
 
 def test_health_and_ping() -> None:
     seen = parse_observation("wg0", OUTPUT)
-    from wiremesh.model.keys import PublicKey
-
     from ipaddress import IPv4Address
 
     from wiremesh.model.health import Member
+    from wiremesh.model.keys import PublicKey
 
     members = {
         name: Member(name, PublicKey(key), IPv4Address(f"10.0.0.{i + 1}"))

@@ -15,8 +15,8 @@ from wiremesh.store.inventory_file import InventoryFile
 # The SSH stack (asyncssh) is imported when a command talks to hosts, not at start-up.
 if TYPE_CHECKING:
     from wiremesh.model.plan import Change
-    from wiremesh.ops.converge import HostResult, MeshPlan
     from wiremesh.ops.mesh import RunOptions
+    from wiremesh.ops.planning import HostResult, MeshPlan
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
@@ -167,7 +167,7 @@ def _host_json(host: HostResult) -> dict[str, Any]:
 
 def run_plan(args: argparse.Namespace, ctx: Context) -> int:
     """``plan``."""
-    from wiremesh.ops.converge import plan
+    from wiremesh.ops.planning import plan
 
     mesh = plan(
         InventoryFile(ctx.inventory_path), args.nodes, run_options(args, ctx, not args.json)

@@ -1,12 +1,10 @@
 """``plan`` and ``apply``: from the inventory to running, converged hosts.
 
-1. Connect to every host (in parallel, one connection each) and observe it, read-only.
-2. Derive facts from the observations (NAT endpoints, working direct paths, underlay MTUs) and plan
-   each host (pure): :func:`wiremesh.model.plan.plan_host`.
-3. ``apply`` only: confirm, refuse hosts whose networks overlap the mesh (unless forced), make missing
+1. Read and plan every host (:mod:`wiremesh.ops.planning`).
+2. ``apply`` only: confirm, refuse hosts whose networks overlap the mesh (unless forced), make missing
    keys on their hosts and record the public keys, plan again with every key known, carry out each
    host's plan, tear down removed nodes.
-4. Where nodes behind NAT must find each other, a few short follow-up rounds observe again and apply
+3. Where nodes behind NAT must find each other, a few short follow-up rounds observe again and apply
    what was learnt (their public addresses, then whether the direct path works).
 
 A host that fails is reported with its reason; the others go on. Running again converges the rest.
@@ -16,77 +14,35 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 from wiremesh.errors import ValidationError
-from wiremesh.model.addressing import IPAddress
-from wiremesh.model.endpoint import SshTarget
 from wiremesh.model.facts import derive_facts, nat_pairs
-from wiremesh.model.host import ManagedFile, ObservedHost, WantedHost
-from wiremesh.model.inventory import Inventory
+from wiremesh.model.host import ObservedHost
 from wiremesh.model.keys import PublicKey
-from wiremesh.model.plan import AddPeer, Change, HostPlan, TearDown, UpdatePeer, plan_host
-from wiremesh.model.topology import NO_FACTS, Facts
+from wiremesh.model.plan import AddPeer, UpdatePeer
 from wiremesh.ops.mesh import (
     RunOptions,
-    effective_keys,
     open_and_observe,
-    resolve_endpoints,
-    select,
-    ssh_options,
-    ssh_target,
     wanted_hosts,
     with_keys,
 )
-from wiremesh.remote import hostops, scripts
+from wiremesh.ops.planning import (
+    Context,
+    HostResult,
+    MeshPlan,
+    mesh_plan,
+    observe_mesh,
+)
+from wiremesh.remote import hostops
 from wiremesh.remote.fanout import fan_out
-from wiremesh.remote.ssh import HostError, Sessions, SshOptions
+from wiremesh.remote.ssh import HostError, Sessions
 from wiremesh.store.inventory_file import InventoryFile
 
 FOLLOW_UP_ROUNDS = 2
 SETTLE_S = 5.0  # how long a follow-up round waits for NAT handshakes at most
 POLL_S = 0.5
-
-
-@dataclass(frozen=True)
-class HostResult:
-    """One host in a plan or an apply: its plan, or why it failed, and what was done."""
-
-    node: str
-    plan: HostPlan | None = None
-    error: HostError | None = None
-    done: tuple[Change, ...] = ()
-    removed: bool = False  # a [[removed]] node being torn down
-
-    @property
-    def failed(self) -> bool:
-        """True when this host could not be read or changed."""
-        return self.error is not None
-
-
-@dataclass(frozen=True)
-class MeshPlan:
-    """The plan for every selected host."""
-
-    hosts: tuple[HostResult, ...]
-    key_updates: dict[str, PublicKey] = field(default_factory=dict)
-    skipped: tuple[str, ...] = ()  # nodes left out as peers: no key yet and host unreachable
-
-    @property
-    def empty(self) -> bool:
-        """True when no host needs a change."""
-        return all(h.plan is None or h.plan.empty for h in self.hosts)
-
-    @property
-    def failed(self) -> list[HostResult]:
-        """Hosts that could not be read."""
-        return [h for h in self.hosts if h.failed]
-
-    @property
-    def conflicts(self) -> list[HostResult]:
-        """Hosts with networks that overlap the mesh."""
-        return [h for h in self.hosts if h.plan is not None and h.plan.conflicts]
 
 
 @dataclass(frozen=True)
@@ -102,123 +58,6 @@ class ApplyReport:
     def failed(self) -> list[HostResult]:
         """Hosts that failed."""
         return [h for h in self.hosts if h.failed]
-
-
-@dataclass
-class _Context:
-    inventory: Inventory
-    ssh: SshOptions
-    names: list[str]
-    removed: list[str]
-    targets: dict[str, SshTarget]
-    observed: dict[str, ObservedHost | HostError]
-    keys: dict[str, PublicKey | None]
-    pending: frozenset[str]
-    resolved: dict[str, frozenset[IPAddress]]
-    facts: Facts = NO_FACTS
-    files: Mapping[str, tuple[ManagedFile, ...]] = field(default_factory=dict)
-
-    def reachable(self) -> dict[str, ObservedHost]:
-        """The hosts observed without error."""
-        return {n: s for n, s in self.observed.items() if isinstance(s, ObservedHost)}
-
-
-def _names_by_key(inventory: Inventory, keys: dict[str, PublicKey | None]) -> dict[PublicKey, str]:
-    names = {k: n for n, k in keys.items() if k is not None}
-    for node in inventory:
-        if node.public_key is not None:
-            names.setdefault(node.public_key, node.name)
-    for removed in inventory.removed:
-        if removed.public_key is not None:
-            names.setdefault(removed.public_key, removed.name)
-    return names
-
-
-def _plans(ctx: _Context, wanted: dict[str, WantedHost]) -> list[HostResult]:
-    interface = ctx.inventory.mesh.interface
-    conf, _ = scripts.paths(interface)
-    names = _names_by_key(ctx.inventory, ctx.keys)
-    out: list[HostResult] = []
-    for name in ctx.names:
-        seen = ctx.observed[name]
-        if isinstance(seen, HostError):
-            out.append(HostResult(name, error=seen))
-            continue
-        missing = seen.missing_tools()
-        if missing:
-            error = HostError(name, f"missing {', '.join(missing)}", seen.os.install_hint(missing))
-            out.append(HostResult(name, error=error))
-            continue
-        key = ctx.keys.get(name)
-        view = (
-            replace(seen, public_key=key) if key is not None and name not in ctx.pending else seen
-        )
-        planned = plan_host(name, wanted[name], view, conf, names, ctx.resolved)
-        out.append(HostResult(name, planned))
-    for name in ctx.removed:
-        seen = ctx.observed[name]
-        if isinstance(seen, HostError):
-            out.append(HostResult(name, error=seen, removed=True))
-            continue
-        present = seen.device is not None or (seen.config is not None and seen.config.managed)
-        present = present or seen.hosts_block is not None
-        changes: tuple[Change, ...] = (TearDown(interface),) if present else ()
-        out.append(HostResult(name, HostPlan(name, changes), removed=True))
-    return out
-
-
-async def _observe(
-    file: InventoryFile, names: list[str], options: RunOptions, sessions: Sessions
-) -> _Context:
-    inventory = file.load()
-    selected = select(inventory, names)
-    nodes: list[str] = [n for n in selected if inventory.find(n) is not None]
-    removed: list[str] = [r.name for r in inventory.removed if r.name in selected]
-    targets = {n: ssh_target(inventory.node(n)) for n in nodes}
-    targets.update({r.name: ssh_target(r) for r in inventory.removed if r.name in removed})
-    ssh = ssh_options(file, inventory, options)
-    files = options.extra_files(inventory) if options.extra_files else {}
-    observed = await open_and_observe(sessions, targets, inventory, ssh, options, files=files)
-    keys = effective_keys(inventory, observed)
-    pending = frozenset(
-        n for n in nodes if isinstance(observed[n], ObservedHost) and keys.get(n) is None
-    )
-    ctx = _Context(
-        inventory,
-        ssh,
-        nodes,
-        removed,
-        targets,
-        observed,
-        keys,
-        pending,
-        resolve_endpoints(inventory),
-    )
-    ctx.facts = derive_facts(inventory, keys, ctx.reachable())
-    ctx.files = files
-    return ctx
-
-
-def _mesh_plan(ctx: _Context) -> MeshPlan:
-    keyed = with_keys(ctx.inventory, ctx.keys)
-    wanted = wanted_hosts(keyed, ctx.pending, ctx.facts, ctx.files)
-    updates: dict[str, PublicKey] = {
-        n.name: k
-        for n in ctx.inventory
-        if (k := ctx.keys.get(n.name)) is not None and k != n.public_key
-    }
-    skipped = tuple(n.name for n in keyed if n.public_key is None and n.name not in ctx.pending)
-    return MeshPlan(tuple(_plans(ctx, wanted)), updates, skipped)
-
-
-def plan(file: InventoryFile, names: list[str], options: RunOptions) -> MeshPlan:
-    """Read every selected host and plan its changes. Changes nothing anywhere."""
-
-    async def run() -> MeshPlan:
-        async with Sessions() as sessions:
-            return _mesh_plan(await _observe(file, names, options, sessions))
-
-    return asyncio.run(run())
 
 
 def _record(file: InventoryFile, keys: dict[str, PublicKey], forget: list[str]) -> None:
@@ -254,7 +93,7 @@ def refuse_conflicts(mesh: MeshPlan) -> None:
 
 
 async def _execute(
-    ctx: _Context, mesh: MeshPlan, sessions: Sessions, options: RunOptions, label: str
+    ctx: Context, mesh: MeshPlan, sessions: Sessions, options: RunOptions, label: str
 ) -> list[HostResult]:
     """Carry out every host's plan in parallel; failed hosts keep their error."""
     interface = ctx.inventory.mesh.interface
@@ -294,7 +133,7 @@ async def _execute(
 
 
 async def _reobserve(
-    ctx: _Context, sessions: Sessions, options: RunOptions, names: list[str]
+    ctx: Context, sessions: Sessions, options: RunOptions, names: list[str]
 ) -> None:
     """Observe ``names`` again (their sessions are open) and refresh the facts."""
     targets = {n: ctx.targets[n] for n in names if n in sessions.open}
@@ -334,7 +173,7 @@ def _probes_changed(results: list[HostResult], involved: set[str]) -> bool:
 
 
 async def _follow_up(
-    ctx: _Context, sessions: Sessions, options: RunOptions, results: list[HostResult]
+    ctx: Context, sessions: Sessions, options: RunOptions, results: list[HostResult]
 ) -> tuple[list[HostResult], int]:
     """Rounds for NAT pairs: learn their public addresses, then whether the direct path works.
 
@@ -368,7 +207,7 @@ async def _follow_up(
             if time.monotonic() >= deadline:
                 break
             await asyncio.sleep(POLL_S)
-        mesh = _mesh_plan(ctx)
+        mesh = mesh_plan(ctx)
         if mesh.empty:
             break
         rounds += 1
@@ -393,8 +232,8 @@ def apply(
 
     async def run() -> ApplyReport:
         async with Sessions() as sessions:
-            ctx = await _observe(file, names, options, sessions)
-            preview = _mesh_plan(ctx)
+            ctx = await observe_mesh(file, names, options, sessions)
+            preview = mesh_plan(ctx)
             if not force:
                 refuse_conflicts(preview)
             if preview.empty and not preview.key_updates:
@@ -420,7 +259,7 @@ def apply(
                 else:
                     ctx.keys[name] = key
             ctx.pending = frozenset()
-            final = _mesh_plan(ctx)
+            final = mesh_plan(ctx)
             _record(file, final.key_updates, [])
 
             # 2. Every host's plan, in parallel; then NAT follow-up rounds where needed.

@@ -260,7 +260,9 @@ new=/etc/.hosts.wiremesh-tmp
 
 def enable_forwarding(ipv4: bool, ipv6: bool) -> str:
     """Turn on forwarding now (sysctl) and after reboots (a marked file in /etc/sysctl.d)."""
-    keys = [k for k, on in (("net.ipv4.ip_forward", ipv4), ("net.ipv6.conf.all.forwarding", ipv6)) if on]
+    keys = [
+        k for k, on in (("net.ipv4.ip_forward", ipv4), ("net.ipv6.conf.all.forwarding", ipv6)) if on
+    ]
     settings = "\n".join(f"{k} = 1" for k in keys)
     now = " ".join(f"-w {k}=1" for k in keys)
     return f"""

@@ -73,7 +73,7 @@ def config_text(file: InventoryFile, name: str, request: K3sRequest) -> K3sConfi
     text = config.yaml(
         (
             f"{_about(inventory, config)}, from 'wiremesh k3s config'.",
-            f"Put it at {CONFIG_PATH} on the node (mode 0600) before installing k3s.",
+            f"It goes to {CONFIG_PATH} on the node, mode 0600 ('wiremesh apply --k3s' puts it there).",
         )
     )
     return K3sConfigText(text, config.warnings, config)

@@ -9,7 +9,7 @@ from tests.helpers import simple_inventory
 from wiremesh.codec.wgquick import KeyFile, render
 from wiremesh.model.device import ObservedDevice, ObservedPeer, PeerStats
 from wiremesh.model.endpoint import Endpoint
-from wiremesh.model.host import ManagedConfig, ObservedHost, OsInfo, Route, WantedHost
+from wiremesh.model.host import ManagedConfig, ObservedHost, OsInfo, Route, WantedHost, extra_routes
 from wiremesh.model.keys import PublicKey
 from wiremesh.model.plan import (
     AddPeer,
@@ -25,7 +25,6 @@ from wiremesh.model.plan import (
     UpdatePeer,
     WriteConfig,
     plan_host,
-    wanted_routes,
 )
 from wiremesh.model.topology import wanted_device
 
@@ -41,7 +40,7 @@ def _wanted(n: int = 3, extra: bool = False) -> tuple[WantedHost, dict[PublicKey
     device = wanted_device(inventory, inventory.nodes[0])
     text = render(device, KeyFile("/etc/wireguard/wg0.key"))
     names = {n.public_key: str(n.name) for n in inventory if n.public_key is not None}
-    return WantedHost(device, text, wanted_routes(device)), names
+    return WantedHost(device, text, extra_routes(device)), names
 
 
 def _running(wanted: WantedHost) -> ObservedHost:

@@ -6,8 +6,6 @@ import argparse
 from collections.abc import Callable
 from typing import TypeVar
 
-from wiremesh.errors import ValidationError
-
 T = TypeVar("T")
 
 
@@ -24,9 +22,3 @@ def int_arg(text: str) -> int:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-
-
-def require(condition: bool, message: str, hint: str | None = None) -> None:
-    """Raise a usage error unless ``condition``."""
-    if not condition:
-        raise ValidationError(message, hint)

@@ -177,25 +177,3 @@ def dump_value(value: object) -> object:
     if isinstance(value, bool | int):
         return value
     return str(value)
-
-
-__all__ = [
-    "IPv4Address",
-    "dump_value",
-    "parse_cidr4",
-    "parse_cidr6",
-    "parse_endpoint",
-    "parse_interface",
-    "parse_ipv4",
-    "parse_ipv6",
-    "parse_label",
-    "parse_mtu",
-    "parse_node_name",
-    "parse_port_value",
-    "parse_public_key",
-    "parse_seconds",
-    "parse_ssh",
-    "parse_subnet",
-    "parse_subnets",
-    "parse_text",
-]

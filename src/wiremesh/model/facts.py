@@ -17,7 +17,6 @@ from wiremesh.model.topology import (
     Facts,
     endpoint_toward,
     is_nat_pair,
-    pair_relay,
     relay_of,
 )
 
@@ -149,14 +148,3 @@ def derive_facts(
     learnt = learnt_endpoints(inventory, keys, observed)
     mtu = auto_mtus(inventory, observed, learnt) if inventory.mesh.mtu == "auto" else {}
     return Facts(learnt=learnt, direct=direct_pairs(inventory, keys, observed), mtu=mtu)
-
-
-def relays_in_use(inventory: Inventory, facts: Facts) -> set[str]:
-    """Relays that carry at least one NAT pair now."""
-    out: set[str] = set()
-    for a, b in nat_pairs(inventory):
-        if frozenset((a.name, b.name)) not in facts.direct:
-            relay = pair_relay(inventory, a, b)
-            if relay is not None:
-                out.add(relay)
-    return out

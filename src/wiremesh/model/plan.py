@@ -42,7 +42,7 @@ from wiremesh.model.device import (
     WantedPeer,
 )
 from wiremesh.model.endpoint import Endpoint
-from wiremesh.model.host import ObservedHost, WantedHost, conflicts, extra_routes
+from wiremesh.model.host import ObservedHost, WantedHost, conflicts
 from wiremesh.model.keys import PublicKey
 
 
@@ -207,11 +207,6 @@ def plan_host(
     return HostPlan(node, tuple(changes), tuple(found), tuple(notes))
 
 
-def wanted_routes(device: WantedDevice) -> tuple[IPNetwork, ...]:
-    """The routes a host needs through its interface (see :func:`extra_routes`)."""
-    return extra_routes(device)
-
-
 __all__ = [
     "AddPeer",
     "BringUp",
@@ -237,5 +232,4 @@ __all__ = [
     "diff_peers",
     "plan_host",
     "same_endpoint",
-    "wanted_routes",
 ]

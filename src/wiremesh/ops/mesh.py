@@ -13,10 +13,9 @@ from wiremesh.errors import ValidationError
 from wiremesh.model.addressing import IPAddress
 from wiremesh.model.endpoint import Endpoint, SshTarget
 from wiremesh.model.facts import underlay_targets
-from wiremesh.model.host import ManagedFile, ObservedHost, WantedHost
+from wiremesh.model.host import ManagedFile, ObservedHost, WantedHost, extra_routes
 from wiremesh.model.inventory import Inventory, Node, RemovedNode
 from wiremesh.model.keys import PublicKey
-from wiremesh.model.plan import wanted_routes
 from wiremesh.model.topology import (
     NO_FACTS,
     Facts,
@@ -28,7 +27,7 @@ from wiremesh.model.topology import (
 from wiremesh.remote import hostops, scripts
 from wiremesh.remote.fanout import NoProgress, Progress, fan_out
 from wiremesh.remote.limits import DEFAULT_PARALLEL
-from wiremesh.remote.ssh import HostError, Session, Sessions, SshOptions, connect
+from wiremesh.remote.ssh import HostError, Sessions, SshOptions, connect
 from wiremesh.store.inventory_file import InventoryFile
 
 FilesFor = Callable[[Inventory], Mapping[str, tuple[ManagedFile, ...]]]
@@ -174,7 +173,7 @@ def wanted_hosts(
         out[node.name] = WantedHost(
             device,
             text,
-            wanted_routes(device),
+            extra_routes(device),
             hosts_block=block,
             files=(files or {}).get(node.name, ()),
             forwarding=forwarding_needed(inventory, node, facts),
@@ -213,8 +212,3 @@ async def open_and_observe(
     return await fan_out(
         targets, one, limit=options.parallel, progress=options.progress, label=label
     )
-
-
-def session_of(sessions: Sessions, name: str) -> Session:
-    """The open session of ``name``."""
-    return sessions.open[name]

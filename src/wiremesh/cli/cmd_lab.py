@@ -13,11 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
-
 from wiremesh.cli.context import Context
+from wiremesh.cli.output import escape
 from wiremesh.errors import OperationError
 from wiremesh.lab import MAX_HOSTS, Lab, LabHost, down_dir
 from wiremesh.lab.host import console_env
@@ -155,6 +152,14 @@ def run_up(args: argparse.Namespace, ctx: Context) -> int:
     started = time.monotonic()
     with _sigterm_unwinds():
         if ctx.out.stderr_is_terminal:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
             with Progress(
                 TextColumn("{task.description}"),
                 BarColumn(),
@@ -246,6 +251,8 @@ def run_ls(args: argparse.Namespace, ctx: Context) -> int:
             f"the lab in {escape(str(lab.dir))} is incomplete (its `up` did not finish); "
             f"remove it with: wiremesh lab down --dir {escape(shlex.quote(args.dir))}"
         )
+    from rich.table import Table
+
     table = Table(title=f"lab in {escape(str(lab.dir))}", title_justify="left")
     columns = ["HOST", "ROLE", "PUBLIC", "PRIVATE"]
     ipv6 = lab.spec.ipv6

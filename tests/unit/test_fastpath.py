@@ -6,7 +6,8 @@ from dataclasses import replace
 
 from tests.helpers import keys
 from wiremesh.codec.inventory_fastpath import add_keys
-from wiremesh.codec.inventory_toml import loads, update_text
+from wiremesh.codec.inventory_toml import loads
+from wiremesh.codec.inventory_write import update_text
 
 TEXT = """\
 # big mesh

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wiremesh.codec.inventory_fastpath import add_keys
-from wiremesh.codec.inventory_toml import loads, new_text, update_text
+from wiremesh.codec.inventory_toml import loads
 from wiremesh.errors import OperationError, ValidationError
 from wiremesh.model.inventory import Inventory, validate
 from wiremesh.store.atomic import write_atomic
@@ -65,6 +65,8 @@ class InventoryFile:
     def create(self, inventory: Inventory, comment: str | None = None) -> None:
         """Write a new inventory; refuses to overwrite an existing file."""
         validate(inventory, str(self.path))
+        from wiremesh.codec.inventory_write import new_text  # tomlkit: only when writing
+
         text = new_text(inventory, comment)
         try:
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -119,6 +121,8 @@ class InventoryFile:
             if not loaded.allocated:
                 text = add_keys(original, loaded.inventory, edit.inventory)
             if text is None:
+                from wiremesh.codec.inventory_write import update_text  # tomlkit: only when needed
+
                 text = update_text(original, edit.inventory)
             if text != original:
                 # Keep the file's mode (the user may have chosen it); 0644 is the default.

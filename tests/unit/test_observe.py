@@ -31,7 +31,6 @@ enabled
 @@wiremesh pubkey
 {K[0]}
 @@wiremesh config
-abc123
 managed
 # wiremesh: managed file: node a of mesh m
 [Interface]
@@ -40,16 +39,37 @@ Address = 10.0.0.1/24
 (hidden)\t{K[0]}\t51820\toff
 {K[1]}\t(hidden)\t198.51.100.2:51820\t10.0.0.2/32\t990\t100\t200\toff
 {K[2]}\t(hidden)\t(none)\t10.0.0.3/32,172.16.0.0/24\t0\t0\t0\t25
-@@wiremesh link
+@@wiremesh links
+1: lo: <LOOPBACK,UP,LOWER_UP> mtu 65536 qdisc noqueue state UNKNOWN mode DEFAULT
+2: eth0@if9: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue state UP mode DEFAULT
 7: wg0: <POINTOPOINT,NOARP,UP,LOWER_UP> mtu 1420 qdisc noqueue state UNKNOWN mode DEFAULT
-@@wiremesh addr
+@@wiremesh addrs
+1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever preferred_lft forever
+2: eth0    inet 198.51.100.1/24 scope global eth0\\       valid_lft forever preferred_lft forever
 7: wg0    inet 10.0.0.1/24 scope global wg0\\       valid_lft forever preferred_lft forever
 7: wg0    inet6 fe80::1/64 scope link \\       valid_lft forever preferred_lft forever
-@@wiremesh route
-10.0.0.0/24 proto kernel scope link src 10.0.0.1
-172.16.0.0/24 scope link
-fe80::/64 proto kernel metric 256 pref medium
-multicast ff00::/8 table local proto kernel metric 256 pref medium
+@@wiremesh routes
+10.0.0.0/24 dev wg0 proto kernel scope link src 10.0.0.1
+172.16.0.0/24 dev wg0 scope link
+198.51.100.0/24 dev eth0 proto kernel scope link src 198.51.100.1
+10.0.0.0/8 via 198.51.100.254 dev eth0
+local 10.0.0.1 dev wg0 table local proto kernel scope host src 10.0.0.1
+fe80::/64 dev wg0 proto kernel metric 256 pref medium
+multicast ff00::/8 dev wg0 table local proto kernel metric 256 pref medium
+@@wiremesh hosts
+present
+10.0.0.1 a.m
+@@wiremesh forward
+1
+0
+@@wiremesh underlay
+@ 198.51.100.2
+198.51.100.2 dev eth0 src 198.51.100.1 uid 0 \\    cache
+@ 198.51.100.3
+198.51.100.3 dev eth0 src 198.51.100.1 uid 0 \\    cache mtu 1280
+@@wiremesh files
+/etc/rancher/k3s/config.yaml yes 600 abc
+/etc/other missing
 @@wiremesh end
 """
 
@@ -74,6 +94,16 @@ def test_observation_is_parsed() -> None:
         ("10.0.0.0/24", "kernel"),
         ("172.16.0.0/24", "boot"),
     ]
+    assert seen.hosts_block == ("10.0.0.1 a.m",)
+    assert seen.forwarding == (True, False)
+    assert seen.underlay.mtu == {"198.51.100.2": 1500, "198.51.100.3": 1280}
+    assert [(str(r.network), r.device) for r in seen.other_routes] == [
+        ("198.51.100.0/24", "eth0"),
+        ("10.0.0.0/8", "eth0"),
+    ]
+    assert seen.other_addresses == (("198.51.100.1/24", "eth0"),)
+    assert seen.files["/etc/rancher/k3s/config.yaml"].managed
+    assert not seen.files["/etc/other"].exists
 
 
 def test_cut_short_answers_are_errors() -> None:

@@ -72,7 +72,7 @@ def _running(wanted: WantedHost) -> ObservedHost:
         service_enabled=False,
         now=1000,
         public_key=None,
-        config=ManagedConfig(True, wanted.config_text, "x"),
+        config=ManagedConfig(True, wanted.config_text),
         device=device,
         link_up=True,
         routes=tuple(Route(r, "boot") for r in wanted.routes),
@@ -105,7 +105,7 @@ def test_peer_differences_are_per_peer() -> None:
         running,
         public_key=simple_inventory(1)[0].nodes[0].public_key,
         device=replace(running.device, peers=(moved, stale, peers[2])),
-        config=ManagedConfig(True, "old text", "y"),
+        config=ManagedConfig(True, "old text"),
     )
     names[stale.public_key] = "n4"
     plan = plan_host("n0", wanted, observed, CONF, names)
@@ -152,7 +152,7 @@ def test_interface_settings_routes_and_link() -> None:
 
 def test_unknown_config_is_replaced_and_key_adopted() -> None:
     wanted, names = _wanted()
-    observed = replace(_running(wanted), config=ManagedConfig(False, None, "z"), device=None)
+    observed = replace(_running(wanted), config=ManagedConfig(False, None), device=None)
     plan = plan_host("n0", wanted, observed, CONF, names)
     assert isinstance(plan.changes[0], CreateKey) and plan.changes[0].adopt_from_config
     assert "not made by wiremesh" in plan.changes[1].describe()

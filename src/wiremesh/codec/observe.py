@@ -1,12 +1,17 @@
-"""Parsing the output of the observe script (:func:`wiremesh.remote.scripts.observe`) (pure)."""
+"""Parsing the output of the observe script (:func:`wiremesh.remote.scripts.observe`) (pure).
+
+The script prints ``ip -o`` listings of all links, addresses and routes; this module sorts out what
+belongs to the mesh interface and what belongs to the rest of the host.
+"""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Interface, IPv6Interface, ip_interface, ip_network
 
 from wiremesh.codec.dump import parse_dump
 from wiremesh.errors import OperationError
+from wiremesh.model.addressing import IPNetwork
 from wiremesh.model.device import IPInterface
 from wiremesh.model.host import (
     FileState,
@@ -49,76 +54,39 @@ def sections(text: str) -> dict[str, list[str]]:
 
 
 def _config(lines: list[str]) -> ManagedConfig | None:
-    if len(lines) < 2:
+    if not lines:
         return None
-    digest, state = lines[0].strip(), lines[1].strip()
-    if state == "managed":
-        return ManagedConfig(True, "\n".join(lines[2:]) + "\n", digest)
-    return ManagedConfig(False, None, digest)
+    if lines[0].strip() == "managed":
+        return ManagedConfig(True, "\n".join(lines[1:]) + "\n")
+    return ManagedConfig(False, None)
 
 
-def parse_addresses(lines: list[str]) -> tuple[IPInterface, ...]:
-    """Global addresses from ``ip -o addr show dev IFACE`` (link-local ones are the kernel's)."""
-    out: list[IPInterface] = []
+@dataclass(frozen=True)
+class Link:
+    """One line of ``ip -o link show``."""
+
+    name: str
+    up: bool
+    mtu: int | None
+
+
+def parse_links(lines: list[str]) -> dict[str, Link]:
+    """Links by name (``eth0@if12`` is ``eth0``)."""
+    out: dict[str, Link] = {}
     for line in lines:
         words = line.split()
-        for family in ("inet", "inet6"):
-            if family in words:
-                value = ip_interface(words[words.index(family) + 1])
-                assert isinstance(value, IPv4Interface | IPv6Interface)
-                if not value.ip.is_link_local:
-                    out.append(value)
-    return tuple(out)
+        if len(words) < 3 or not words[1].endswith(":"):
+            continue
+        name = words[1].rstrip(":").split("@")[0]
+        flags = words[2].strip("<>").split(",")
+        mtu = int(words[words.index("mtu") + 1]) if "mtu" in words else None
+        out[name] = Link(name, "UP" in flags, mtu)
+    return out
 
 
-def parse_routes(lines: list[str]) -> tuple[Route, ...]:
-    """Unicast routes from ``ip -o route show dev IFACE`` (both families)."""
-    out: list[Route] = []
-    for line in lines:
-        words = line.split()
-        if not words or words[0] in ROUTE_TYPES - {"unicast"}:
-            continue
-        if words[0] == "unicast":
-            words = words[1:]
-        target = words[0]
-        if target == "default":
-            target = "::/0" if ":" in line else "0.0.0.0/0"
-        try:
-            network = ip_network(target, strict=False)
-        except ValueError:
-            continue
-        if network.is_link_local or network.is_multicast:
-            continue
-        protocol = words[words.index("proto") + 1] if "proto" in words else "boot"
-        out.append(Route(network, protocol))
-    return tuple(out)
-
-
-def parse_other_routes(lines: list[str]) -> tuple[OtherRoute, ...]:
-    """Routes of every table (``ip -o route show table all``) that are not on the mesh interface."""
-    out: list[OtherRoute] = []
-    for line in lines:
-        words = line.split()
-        if not words or "dev" not in words:
-            continue
-        kind = "unicast"
-        if words[0] in ROUTE_TYPES:
-            kind = words[0]
-            words = words[1:]
-        if not words or words[0] == "default":
-            continue
-        try:
-            network = ip_network(words[0], strict=False)
-        except ValueError:
-            continue
-        device = words[words.index("dev") + 1]
-        out.append(OtherRoute(network, device, kind))
-    return tuple(out)
-
-
-def parse_other_addresses(lines: list[str]) -> tuple[tuple[str, str], ...]:
-    """(address/prefix, device) of the host's other interfaces, without loopback and link-local."""
-    out: list[tuple[str, str]] = []
+def parse_addresses(lines: list[str]) -> list[tuple[str, IPInterface]]:
+    """(device, address) from ``ip -o addr show``, without link-local addresses."""
+    out: list[tuple[str, IPInterface]] = []
     for line in lines:
         words = line.split()
         if len(words) < 4:
@@ -126,28 +94,88 @@ def parse_other_addresses(lines: list[str]) -> tuple[tuple[str, str], ...]:
         device = words[1].split("@")[0]
         for family in ("inet", "inet6"):
             if family in words:
-                text = words[words.index(family) + 1]
                 try:
-                    address = ip_interface(text)
+                    value = ip_interface(words[words.index(family) + 1])
                 except ValueError:
                     continue
-                if not (address.ip.is_loopback or address.ip.is_link_local):
-                    out.append((text, device))
-    return tuple(out)
+                assert isinstance(value, IPv4Interface | IPv6Interface)
+                if not value.ip.is_link_local:
+                    out.append((device, value))
+    return out
 
 
-def parse_underlay(lines: list[str]) -> Underlay:
-    """``target device mtu`` lines and the ``default device mtu`` line."""
-    mtu: dict[str, int] = {}
-    default = None
+@dataclass(frozen=True)
+class RouteLine:
+    """One line of ``ip -o route show table all``."""
+
+    network: IPNetwork
+    device: str
+    kind: str
+    protocol: str
+
+
+def parse_route_lines(lines: list[str]) -> list[RouteLine]:
+    """Every route with a device, of every table and type; ``default`` is 0.0.0.0/0 or ::/0."""
+    out: list[RouteLine] = []
     for line in lines:
         words = line.split()
-        if len(words) != 3 or not words[2].isdigit() or int(words[2]) <= 0:
+        if not words or "dev" not in words:
             continue
-        if words[0] == "default":
-            default = int(words[2])
+        kind = "unicast"
+        if words[0] in ROUTE_TYPES:
+            kind, words = words[0], words[1:]
+        if not words:
+            continue
+        target = words[0]
+        if target == "default":
+            target = "::/0" if ":" in line else "0.0.0.0/0"
+        try:
+            network = ip_network(target, strict=False)
+        except ValueError:
+            continue
+        device = words[words.index("dev") + 1]
+        protocol = words[words.index("proto") + 1] if "proto" in words else "boot"
+        out.append(RouteLine(network, device, kind, protocol))
+    return out
+
+
+def mesh_routes(routes: list[RouteLine], interface: str) -> tuple[Route, ...]:
+    """Unicast routes through the mesh interface (link-local and multicast are the kernel's)."""
+    return tuple(
+        Route(r.network, r.protocol)
+        for r in routes
+        if r.device == interface
+        and r.kind == "unicast"
+        and not (r.network.is_link_local or r.network.is_multicast)
+    )
+
+
+def parse_underlay(lines: list[str], links: dict[str, Link], routes: list[RouteLine]) -> Underlay:
+    """``@ target`` lines each followed by ``ip -o route get`` output: the route's ``mtu`` if it has
+    one, else its device's MTU; and the default route's device MTU."""
+    mtu: dict[str, int] = {}
+    target: str | None = None
+    for line in lines:
+        if line.startswith("@ "):
+            target = line[2:].strip()
+            continue
+        words = line.split()
+        if target is None or "dev" not in words:
+            continue
+        value: int | None = None
+        if "mtu" in words:
+            value = int(words[words.index("mtu") + 1])
         else:
-            mtu[words[0]] = int(words[2])
+            link = links.get(words[words.index("dev") + 1])
+            value = link.mtu if link else None
+        if value:
+            mtu[target] = value
+        target = None
+    default = None
+    for route in routes:
+        if route.network.prefixlen == 0 and route.kind == "unicast" and route.device in links:
+            default = links[route.device].mtu
+            break
     return Underlay(mtu, default)
 
 
@@ -164,16 +192,6 @@ def parse_files(lines: list[str]) -> dict[str, FileState]:
     return out
 
 
-def parse_link(lines: list[str]) -> tuple[bool, int | None]:
-    """(up, mtu) from ``ip -o link show dev IFACE``."""
-    if not lines:
-        return False, None
-    words = lines[0].split()
-    flags = next((w for w in words if w.startswith("<")), "<>").strip("<>").split(",")
-    mtu = int(words[words.index("mtu") + 1]) if "mtu" in words else None
-    return "UP" in flags, mtu
-
-
 def parse_observation(interface: str, text: str) -> ObservedHost:
     """The :class:`ObservedHost` from the observe script's output."""
     part = sections(text)
@@ -188,12 +206,24 @@ def parse_observation(interface: str, text: str) -> ObservedHost:
     now = int(now_lines[0]) if now_lines else 0
     key_lines = [x for x in part.get("pubkey", []) if x.strip()]
     public_key = PublicKey.parse(key_lines[0].strip(), "host public key") if key_lines else None
+    links = parse_links(part.get("links", []))
+    addresses = parse_addresses(part.get("addrs", []))
+    routes = parse_route_lines(part.get("routes", []))
     device = parse_dump(interface, "\n".join(part.get("dump", [])))
-    up, mtu = parse_link(part.get("link", []))
+    link = links.get(interface)
     if device is not None:
-        device = replace(device, addresses=parse_addresses(part.get("addr", [])), mtu=mtu)
+        own = tuple(a for d, a in addresses if d == interface)
+        device = replace(device, addresses=own, mtu=link.mtu if link else None)
     hosts = part.get("hosts", [])
     forward = [x.strip() == "1" for x in part.get("forward", []) if x.strip()] + [False, False]
+    others = tuple(
+        OtherRoute(r.network, r.device, r.kind)
+        for r in routes
+        if r.device != interface and r.network.prefixlen > 0
+    )
+    other_addresses = tuple(
+        (str(a), d) for d, a in addresses if d != interface and not a.ip.is_loopback
+    )
     return ObservedHost(
         tools=tools,
         os=os,
@@ -204,12 +234,12 @@ def parse_observation(interface: str, text: str) -> ObservedHost:
         public_key=public_key,
         config=_config(part.get("config", [])),
         device=device,
-        link_up=up,
-        routes=parse_routes(part.get("route", [])),
+        link_up=link.up if link else False,
+        routes=mesh_routes(routes, interface),
         hosts_block=tuple(hosts[1:]) if hosts[:1] == ["present"] else None,
         forwarding=(forward[0], forward[1]),
-        underlay=parse_underlay(part.get("underlay", [])),
-        other_routes=parse_other_routes(part.get("other-routes", [])),
-        other_addresses=parse_other_addresses(part.get("other-addrs", [])),
+        underlay=parse_underlay(part.get("underlay", []), links, routes),
+        other_routes=others,
+        other_addresses=other_addresses,
         files=parse_files(part.get("files", [])),
     )

@@ -100,7 +100,6 @@ class ManagedConfig:
 
     managed: bool
     text: str | None  # the text when managed; None for a file that is not ours
-    sha256: str
 
 
 @dataclass(frozen=True)

@@ -191,6 +191,7 @@ async def open_and_observe(
     label: str = "reading hosts",
     learnt: Mapping[str, Endpoint] | None = None,
     files: Mapping[str, tuple[ManagedFile, ...]] | None = None,
+    full: bool = True,
 ) -> dict[str, ObservedHost | HostError]:
     """Connect to every target (one connection each, kept in ``sessions``) and observe it.
 
@@ -205,9 +206,13 @@ async def open_and_observe(
             session = await connect(name, targets[name], ssh)
             sessions.open[name] = session
         node = inventory.find(name)
-        underlay = underlay_targets(inventory, node, learnt or {}) if node is not None else ()
+        underlay: tuple[str, ...] = ()
+        if node is not None and inventory.mesh.mtu == "auto":
+            underlay = underlay_targets(inventory, node, learnt or {})
         paths = tuple(f.path for f in (files or {}).get(name, ()))
-        return await hostops.observe(session, interface, inventory.mesh.name, underlay, paths)
+        return await hostops.observe(
+            session, interface, inventory.mesh.name, underlay, paths, full=full
+        )
 
     return await fan_out(
         targets, one, limit=options.parallel, progress=options.progress, label=label

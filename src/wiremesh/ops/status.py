@@ -81,7 +81,9 @@ def status(file: InventoryFile, options: RunOptions, ping: bool = False) -> Mesh
                         results += [PingResult(name, o, a, 0, 0, None) for a, o in others]
                     else:
                         results += value
-            observed = await open_and_observe(sessions, targets, inventory, ssh, options)
+            observed = await open_and_observe(
+                sessions, targets, inventory, ssh, options, full=False
+            )
         keys = effective_keys(inventory, observed)
         members: dict[str, Member] = {
             n.name: Member(n.name, keys.get(n.name), n.address) for n in inventory

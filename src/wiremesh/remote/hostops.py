@@ -39,9 +39,10 @@ async def observe(
     mesh: str = "mesh",
     targets: tuple[str, ...] = (),
     files: tuple[str, ...] = (),
+    full: bool = True,
 ) -> ObservedHost:
-    """Read the host's state (one round trip, read-only)."""
-    script = scripts.observe(interface, mesh, targets, files)
+    """Read the host's state (one round trip, read-only); ``full=False`` for status only."""
+    script = scripts.observe(interface, mesh, targets, files, full)
     result = await session.run(script, step="reading the host's state")
     try:
         return parse_observation(interface, result.stdout)

@@ -22,6 +22,7 @@ from wiremesh.model.facts import derive_facts, nat_pairs
 from wiremesh.model.host import ObservedHost
 from wiremesh.model.keys import PublicKey
 from wiremesh.model.plan import AddPeer, UpdatePeer
+from wiremesh.model.topology import relay_of
 from wiremesh.ops.mesh import (
     RunOptions,
     open_and_observe,
@@ -187,8 +188,16 @@ async def _follow_up(
     rounds = 1
     merged = {h.node: h for h in results}
     probing = _probes_changed(results, involved)
+    # Only NAT nodes and the nodes that see them (their relays; every public node when one of them
+    # has no relay) are read again and changed: nothing else depends on what these rounds learn.
+    relays = {relay_of(ctx.inventory, ctx.inventory.node(n)) for n in involved}
+    witnesses = involved | {r for r in relays if r is not None}
+    if None in relays:
+        witnesses |= {n.name for n in ctx.inventory if n.endpoint is not None}
     for _ in range(FOLLOW_UP_ROUNDS):
-        names = [n for n in ctx.names if n in sessions.open and not merged[n].failed]
+        names = [
+            n for n in ctx.names if n in witnesses and n in sessions.open and not merged[n].failed
+        ]
         alive = involved & set(names)
         learning = any(n not in ctx.facts.learnt for n in alive)
         if not (learning or probing):
@@ -207,11 +216,12 @@ async def _follow_up(
             if time.monotonic() >= deadline:
                 break
             await asyncio.sleep(POLL_S)
-        mesh = mesh_plan(ctx)
+        subset = replace(ctx, names=names, removed=[])
+        mesh = mesh_plan(subset)
         if mesh.empty:
             break
         rounds += 1
-        executed = await _execute(ctx, mesh, sessions, options, "applying (NAT paths)")
+        executed = await _execute(subset, mesh, sessions, options, "applying (NAT paths)")
         for host in executed:
             before = merged.get(host.node)
             done = (before.done if before else ()) + host.done

@@ -188,11 +188,41 @@ class Session:
         self._conn.close()
 
 
-async def connect(node: str, target: SshTarget, options: SshOptions) -> Session:
-    """Open a connection to ``target``; errors say what failed and how to fix it."""
-    resolved = resolve(target, options)
+def _where(resolved: ResolvedTarget) -> str:
     host = f"[{resolved.host}]" if ":" in resolved.host else resolved.host
-    where = f"{resolved.user}@{host}:{resolved.port}"
+    return f"{resolved.user}@{host}:{resolved.port}"
+
+
+async def _host_key_problem(
+    node: str, target: SshTarget, options: SshOptions, kwargs: dict[str, object]
+) -> asyncssh.SSHClientConnection:
+    """An unverifiable host key: refuse a changed key; trust an unknown one only if allowed."""
+    resolved = resolve(target, options)
+    where = _where(resolved)
+    if _known_state(resolved, str(target.host)) == "changed":
+        raise HostError(
+            node,
+            f"the SSH host key of {where} has CHANGED since it was recorded in known_hosts",
+            f"if the host was reinstalled, remove the old key (ssh-keygen -R {resolved.host}) "
+            "and connect again; otherwise someone may be intercepting the connection",
+        )
+    if not options.accept_new_host_keys:
+        raise HostError(
+            node,
+            f"the SSH host key of {where} is not in known_hosts",
+            f"check the host's key fingerprint and add it (ssh -p {resolved.port} "
+            f"{resolved.user}@{resolved.host} once, or ssh-keyscan), or run again with "
+            "--accept-new-host-keys to trust and record unknown keys",
+        )
+    return await _connect_accepting(node, target, resolved, kwargs, where)
+
+
+async def connect(node: str, target: SshTarget, options: SshOptions) -> Session:
+    """Open a connection to ``target``; errors say what failed and how to fix it.
+
+    The OpenSSH config is applied by asyncssh itself; wiremesh reads it again only to explain an
+    error (parsing it once more per host cost ~20 ms each on 30 hosts).
+    """
     kwargs: dict[str, object] = {
         "config": [str(options.config)] if options.config else (),
         "connect_timeout": options.connect_timeout,
@@ -202,46 +232,35 @@ async def connect(node: str, target: SshTarget, options: SshOptions) -> Session:
     if target.port:
         kwargs["port"] = target.port
     try:
-        if not any(Path(f).is_file() for f in resolved.known_hosts):
-            # No known_hosts file at all: every key is unknown (asyncssh would fail on the file).
-            raise asyncssh.HostKeyNotVerifiable("no known_hosts file")
         conn = await asyncssh.connect(str(target.host), **kwargs)
     except asyncssh.HostKeyNotVerifiable:
-        state = _known_state(resolved, str(target.host))
-        if state == "changed":
-            raise HostError(
-                node,
-                f"the SSH host key of {where} has CHANGED since it was recorded in known_hosts",
-                f"if the host was reinstalled, remove the old key (ssh-keygen -R {resolved.host}) "
-                "and connect again; otherwise someone may be intercepting the connection",
-            ) from None
-        if not options.accept_new_host_keys:
-            raise HostError(
-                node,
-                f"the SSH host key of {where} is not in known_hosts",
-                f"check the host's key fingerprint and add it (ssh -p {resolved.port} "
-                f"{resolved.user}@{resolved.host} once, or ssh-keyscan), or run again with "
-                "--accept-new-host-keys to trust and record unknown keys",
-            ) from None
-        conn = await _connect_accepting(node, target, resolved, kwargs, where)
+        conn = await _host_key_problem(node, target, options, kwargs)
     except asyncssh.PermissionDenied:
         raise HostError(
             node,
-            f"SSH login to {where} was refused (no accepted key)",
+            f"SSH login to {_where(resolve(target, options))} was refused (no accepted key)",
             "check the node's 'ssh' target, the IdentityFile in your ssh config, and the host's "
             "authorized_keys",
         ) from None
     except TimeoutError:
         raise HostError(
             node,
-            f"cannot connect to {where}: timed out after {options.connect_timeout:.0f} s",
+            f"cannot connect to {_where(resolve(target, options))}: timed out after "
+            f"{options.connect_timeout:.0f} s",
             "check that the host is up and its SSH port is reachable from here",
         ) from None
+    except FileNotFoundError as exc:
+        resolved = resolve(target, options)
+        if not any(Path(f).is_file() for f in resolved.known_hosts):
+            # No known_hosts file at all: every key is unknown (asyncssh fails on the file).
+            conn = await _host_key_problem(node, target, options, kwargs)
+        else:
+            raise HostError(node, f"cannot connect to {_where(resolved)}: {exc}") from None
     except (OSError, asyncssh.Error) as exc:
         reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         raise HostError(
             node,
-            f"cannot connect to {where}: {reason}",
+            f"cannot connect to {_where(resolve(target, options))}: {reason}",
             "check that the host is up and sshd runs on it (and the node's 'ssh' target)",
         ) from None
     return Session(node, target, conn, options)

@@ -11,7 +11,9 @@ The router behaves like a home router:
 * nothing from outside reaches the LAN unless it answers a connection the LAN opened (stateful filter),
   except one TCP port per LAN host forwarded to that host's sshd, for the operator;
 * no hairpin NAT: a LAN host that sends to the router's public address reaches the router itself, never
-  another LAN host, so two hosts behind one router cannot find each other through it.
+  another LAN host, so two hosts behind one router cannot find each other through it;
+* unsolicited packets to the router itself are dropped (not answered), so they leave no conntrack
+  entry behind that would change the router's port mapping (see :func:`router_rules`).
 """
 
 from __future__ import annotations
@@ -54,6 +56,12 @@ def router_rules(router: RouterPlan) -> str:
         ":INPUT ACCEPT [0:0]",
         ":FORWARD DROP [0:0]",
         ":OUTPUT ACCEPT [0:0]",
+        # Like a home router, drop what comes from outside for the router itself unless it answers
+        # the router. Accepting it (to answer with ICMP port unreachable) would also confirm a
+        # conntrack entry for it, and then MASQUERADE must pick another source port for a LAN host
+        # that later sends to that peer: the hole a peer punched toward port P is then useless.
+        f"-A INPUT -i {WAN} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+        f"-A INPUT -i {WAN} -j DROP",
         f"-A FORWARD -i {LAN} -o {WAN} -j ACCEPT",
         f"-A FORWARD -i {WAN} -o {LAN} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
         # The ssh port forwards above, and nothing else from outside.

@@ -42,7 +42,8 @@ from wiremesh.remote.ssh import HostError, Sessions
 from wiremesh.store.inventory_file import InventoryFile
 
 FOLLOW_UP_ROUNDS = 2
-SETTLE_S = 5.0  # how long a follow-up round waits for NAT handshakes at most
+SETTLE_S = 5.0  # how long a follow-up round waits at most for NAT nodes' first handshakes
+PROBE_S = 2.0  # how long it waits at most for a direct handshake between two NAT nodes
 POLL_S = 0.5
 
 
@@ -178,8 +179,10 @@ async def _follow_up(
 ) -> tuple[list[HostResult], int]:
     """Rounds for NAT pairs: learn their public addresses, then whether the direct path works.
 
-    A round waits (at most :data:`SETTLE_S`) only for what the previous one started: a NAT node's
-    first handshakes with public peers, or handshakes on a newly set direct path.
+    A round waits only for what the previous one started: a NAT node's first handshakes with public
+    peers (at most :data:`SETTLE_S`), or handshakes on a newly set direct path (at most
+    :data:`PROBE_S`). The pair's traffic already flows through the relay meanwhile, so a direct path
+    that needs longer (a lost initiation is retried after 5 s) is simply taken by a later apply.
     """
     pairs = nat_pairs(ctx.inventory)
     involved: set[str] = {n for a, b in pairs for n in (a.name, b.name)}
@@ -202,7 +205,7 @@ async def _follow_up(
         learning = any(n not in ctx.facts.learnt for n in alive)
         if not (learning or probing):
             break
-        deadline = time.monotonic() + SETTLE_S
+        deadline = time.monotonic() + (SETTLE_S if learning else PROBE_S)
         while True:  # wait (briefly) for keepalive handshakes to show what the NATs do
             await _reobserve(ctx, sessions, options, names)
             learnt = all(n in ctx.facts.learnt for n in alive)

@@ -197,8 +197,17 @@ def subprocess_env(work: Path) -> dict[str, str]:
     return env
 
 
+def settle() -> None:
+    """Let the disk finish what earlier runs left (writeback, and the discards of deleted output on
+    this ext4 mounted with ``discard``) before a timed run, so that no run pays for the previous
+    one's clean-up. Done before every timed run of both tools."""
+    os.sync()
+    time.sleep(0.5)
+
+
 def run_timed(argv: Sequence[str | Path], cwd: Path, env: dict[str, str]) -> float:
     """Wall-clock seconds of one subprocess; its failure is a :class:`BenchError`."""
+    settle()
     start = time.perf_counter()
     proc = subprocess.run(
         [str(a) for a in argv], cwd=cwd, env=env, capture_output=True, text=True, check=False
@@ -328,6 +337,7 @@ def bench_wiremesh(
     inventory = run / "inventory.toml"
     inventory.write_text(text)
     out = run / "out"
+    settle()
     start = time.perf_counter()
     report = render_all(InventoryFile(inventory), out)
     result.in_process.samples.append(time.perf_counter() - start)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from wiremesh.cli.context import Context
-from wiremesh.ops.importing import import_configs
 from wiremesh.store.inventory_file import InventoryFile
 
 
@@ -25,6 +24,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     """Import."""
+    from wiremesh.ops.importing import import_configs
+
     report = import_configs(InventoryFile(ctx.inventory_path), args.files, args.name)
     for note in report.notes:
         ctx.out.warn(note)

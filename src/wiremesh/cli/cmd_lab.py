@@ -12,15 +12,16 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from wiremesh.cli.context import Context
 from wiremesh.cli.output import escape
 from wiremesh.errors import OperationError
-from wiremesh.lab import MAX_HOSTS, Lab, LabHost, down_dir
-from wiremesh.lab.host import console_env
-from wiremesh.lab.layout import GROUP_MAX, MAX_NATS, MAX_SITES
-from wiremesh.lab.prereq import require_root
-from wiremesh.lab.spec import LabSpec, make_spec, parse_group, parse_mtu
+from wiremesh.lab.layout import GROUP_MAX, MAX_HOSTS, MAX_NATS, MAX_SITES
+
+if TYPE_CHECKING:
+    from wiremesh.lab import LabHost
+    from wiremesh.lab.spec import LabSpec
 
 DEFAULT_DIR = ".wiremesh-lab"
 
@@ -136,6 +137,8 @@ def _sigterm_unwinds() -> Iterator[None]:
 
 def spec_of(args: argparse.Namespace) -> LabSpec:
     """The lab ``lab up``'s options ask for (:class:`ValidationError`, exit 2, when they are wrong)."""
+    from wiremesh.lab.spec import make_spec, parse_group, parse_mtu
+
     return make_spec(
         args.hosts,
         [parse_group(text, "--site") for text in args.site],
@@ -147,6 +150,8 @@ def spec_of(args: argparse.Namespace) -> LabSpec:
 
 def run_up(args: argparse.Namespace, ctx: Context) -> int:
     """``lab up``: create the lab, with a progress bar on a terminal, then say how to use it."""
+    from wiremesh.lab import Lab
+
     directory = Path(args.dir)
     spec = spec_of(args)
     started = time.monotonic()
@@ -208,6 +213,9 @@ def _summary(spec: LabSpec) -> str:
 
 def run_down(args: argparse.Namespace, ctx: Context) -> int:
     """``lab down``: remove everything; a missing lab is not an error (nothing to do)."""
+    from wiremesh.lab import down_dir
+    from wiremesh.lab.prereq import require_root
+
     require_root()
     directory = Path(args.dir)
     if down_dir(directory):
@@ -220,6 +228,9 @@ def run_down(args: argparse.Namespace, ctx: Context) -> int:
 def run_ls(args: argparse.Namespace, ctx: Context) -> int:
     """``lab ls``: hosts with role, addresses and MTU, whether the host and its sshd run (and, with
     ``--json``, their netns, PID 1 and where ssh reaches them)."""
+    from wiremesh.lab import Lab
+    from wiremesh.lab.prereq import require_root
+
     require_root()
     lab = Lab.open(Path(args.dir))
     rows = []
@@ -289,6 +300,10 @@ def _public(h: LabHost) -> str:
 
 def run_exec(args: argparse.Namespace, ctx: Context) -> int:
     """``lab exec HOST -- CMD``: run CMD in the host with the caller's terminal; pass its exit code."""
+    from wiremesh.lab import Lab
+    from wiremesh.lab.host import console_env
+    from wiremesh.lab.prereq import require_root
+
     require_root()
     cmd = list(args.cmd)
     if cmd and cmd[0] == "--":

@@ -67,19 +67,40 @@ class Output:
         self._stdout.write(json.dumps(value, indent=2, sort_keys=False) + "\n")
         self._stdout.flush()
 
+    def _plain_stderr(self) -> bool:
+        # Without a terminal there are no colours to draw: plain writes, and no rich import (40 ms
+        # of start-up for commands such as render that print two lines).
+        if "err_console" in self.__dict__:
+            return False
+        isatty = getattr(self._stderr, "isatty", None)
+        return not (isatty and isatty())
+
+    def _err(self, markup: str, plain: str) -> None:
+        if self._plain_stderr():
+            self._stderr.write(plain + "\n")
+            self._stderr.flush()
+        else:
+            self.err_console.print(markup)
+
     def info(self, text: str) -> None:
         """A message for people on stderr (kept off stdout so that it can be piped)."""
-        self.err_console.print(escape(text))
+        self._err(escape(text) if not self._plain_stderr() else text, text)
 
     def warn(self, text: str) -> None:
         """A warning on stderr."""
-        self.err_console.print(f"[yellow]warning:[/yellow] {escape(text)}")
+        if self._plain_stderr():
+            self._err("", f"warning: {text}")
+        else:
+            self._err(f"[yellow]warning:[/yellow] {escape(text)}", "")
 
     def error(self, text: str, hint: str | None = None) -> None:
         """An error on stderr, with the hint that says how to fix it."""
-        self.err_console.print(f"[bold red]error:[/bold red] {escape(text)}")
+        if self._plain_stderr():
+            self._err("", f"error: {text}" + (f"\n  hint: {hint}" if hint else ""))
+            return
+        self._err(f"[bold red]error:[/bold red] {escape(text)}", "")
         if hint:
-            self.err_console.print(f"  [cyan]hint:[/cyan] {escape(hint)}")
+            self._err(f"  [cyan]hint:[/cyan] {escape(hint)}", "")
 
 
 def escape(text: str) -> str:

@@ -13,11 +13,44 @@ A host has its own network, mount, UTS and PID namespaces, its own sshd and priv
 /etc/ssh, /run, /root and /tmp, with /etc and /var/lib as overlays. See design.md section 4.
 """
 
-from wiremesh.lab.lab import Checkpoint, Lab, LabCommandError, Progress, down_dir
-from wiremesh.lab.layout import MAX_HOSTS, MIN_HOSTS, UNDERLAY
-from wiremesh.lab.parts import LabHost, LabRouter, LabSite
-from wiremesh.lab.spec import Group, LabSpec
-from wiremesh.lab.state import MACHINE_DIR, MachineRecord
+# The names below are imported on first use (PEP 562): the CLI reads a few constants of the lab at
+# start-up, and every wiremesh command should not pay for importing the whole lab.
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from wiremesh.lab.lab import Checkpoint, Lab, LabCommandError, Progress, down_dir
+    from wiremesh.lab.layout import MAX_HOSTS, MIN_HOSTS, UNDERLAY
+    from wiremesh.lab.parts import LabHost, LabRouter, LabSite
+    from wiremesh.lab.spec import Group, LabSpec
+    from wiremesh.lab.state import MACHINE_DIR, MachineRecord
+
+_WHERE = {
+    "Checkpoint": "lab",
+    "Lab": "lab",
+    "LabCommandError": "lab",
+    "Progress": "lab",
+    "down_dir": "lab",
+    "MAX_HOSTS": "layout",
+    "MIN_HOSTS": "layout",
+    "UNDERLAY": "layout",
+    "LabHost": "parts",
+    "LabRouter": "parts",
+    "LabSite": "parts",
+    "Group": "spec",
+    "LabSpec": "spec",
+    "MACHINE_DIR": "state",
+    "MachineRecord": "state",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'wiremesh.lab' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"wiremesh.lab.{module}"), name)
+
 
 __all__ = [
     "MACHINE_DIR",

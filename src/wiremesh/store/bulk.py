@@ -10,10 +10,12 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+from collections import deque
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 
 WORKERS = 16
 
@@ -82,13 +84,38 @@ def write_files(items: Sequence[FileWrite], durable: bool = False) -> None:
                 os.close(fd)
 
 
-def make_dirs(paths: Sequence[Path], mode: int = 0o700) -> None:
-    """Create directories (existing ones are fine) in parallel."""
+class Writer:
+    """Writes files in the background while the caller makes the next ones (a render of a big mesh
+    overlaps its CPU work with the disk's latency). At most ``pending`` files wait in memory."""
 
-    def one(path: Path) -> None:
-        path.mkdir(mode=mode, exist_ok=True)
+    def __init__(self, pending: int = 64) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=WORKERS)
+        self._pending: deque[Future[None]] = deque()
+        self._limit = pending
 
-    if not paths:
-        return
-    with ThreadPoolExecutor(max_workers=min(WORKERS, len(paths))) as pool:
-        list(pool.map(one, paths))
+    def __enter__(self) -> Writer:
+        return self
+
+    def write(self, item: FileWrite, make_parent: bool = False) -> None:
+        """Queue ``item`` (creating its directory first if asked)."""
+        while len(self._pending) >= self._limit:
+            self._pending.popleft().result()
+        self._pending.append(self._pool.submit(_write_one, item, make_parent))
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            while self._pending:
+                self._pending.popleft().result()
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=exc is not None)
+
+
+def _write_one(item: FileWrite, make_parent: bool) -> None:
+    if make_parent:
+        item.path.parent.mkdir(mode=0o700, exist_ok=True)
+    _write(item, durable=False)

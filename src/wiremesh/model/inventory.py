@@ -11,6 +11,7 @@ import difflib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from functools import cached_property
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 from wiremesh.errors import ValidationError
@@ -92,6 +93,11 @@ class Inventory:
     def names(self) -> list[NodeName]:
         """Node names in file order."""
         return [n.name for n in self.nodes]
+
+    @cached_property
+    def positions(self) -> dict[str, int]:
+        """Each node's index in file order (computed once per inventory value)."""
+        return {n.name: i for i, n in enumerate(self.nodes)}
 
     def find(self, name: str) -> Node | None:
         """The node called ``name``, or None."""

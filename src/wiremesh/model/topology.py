@@ -92,7 +92,7 @@ def pair_relay(inventory: Inventory, a: Node, b: Node) -> NodeName | None:
     Both sides must use the same relay: WireGuard accepts a packet from a peer only if its source is
     in that peer's AllowedIPs, so b must route a's address to the relay that forwards a's packets.
     """
-    order = {n.name: i for i, n in enumerate(inventory.nodes)}
+    order = inventory.positions
     first = a if order.get(a.name, 0) <= order.get(b.name, 0) else b
     relay = relay_of(inventory, first)
     if relay is None or relay in (a.name, b.name):
@@ -226,16 +226,27 @@ def hosts_block(inventory: Inventory) -> tuple[str, ...]:
     return tuple(lines)
 
 
+def active_relays(inventory: Inventory, facts: Facts = NO_FACTS) -> set[str]:
+    """The nodes that relay at least one NAT pair now (pairs exist only among nodes without an
+    endpoint, so this looks at those only)."""
+    hidden = [n for n in inventory.nodes if n.endpoint is None]
+    out: set[str] = set()
+    for i, a in enumerate(hidden):
+        for b in hidden[i + 1 :]:
+            relay = relayed(inventory, a, b, facts)
+            if relay is not None:
+                out.add(relay)
+    return out
+
+
 def forwarding_needed(
-    inventory: Inventory, node: Node, facts: Facts = NO_FACTS
+    inventory: Inventory, node: Node, facts: Facts = NO_FACTS, relays: set[str] | None = None
 ) -> tuple[bool, bool]:
-    """Whether ``node`` must forward IPv4 / IPv6: it relays a NAT pair, or routes subnets behind it."""
+    """Whether ``node`` must forward IPv4 / IPv6: it relays a NAT pair, or routes subnets behind it.
+    ``relays`` (from :func:`active_relays`) saves recomputing them for every node."""
     v4 = any(n.version == 4 for n in node.allowed_ips)
     v6 = any(n.version == 6 for n in node.allowed_ips)
-    nodes = inventory.nodes
-    for i, a in enumerate(nodes):
-        for b in nodes[i + 1 :]:
-            if relayed(inventory, a, b, facts) == node.name:
-                v4 = True
-                v6 = v6 or inventory.mesh.cidr6 is not None
+    if node.name in (relays if relays is not None else active_relays(inventory, facts)):
+        v4 = True
+        v6 = v6 or inventory.mesh.cidr6 is not None
     return v4, v6

@@ -19,6 +19,7 @@ from wiremesh.model.keys import PublicKey
 from wiremesh.model.topology import (
     NO_FACTS,
     Facts,
+    active_relays,
     forwarding_needed,
     hosts_block,
     wanted_device,
@@ -38,9 +39,8 @@ FilesFor = Callable[[Inventory], Mapping[str, tuple[ManagedFile, ...]]]
 class RunOptions:
     """How a command that talks to hosts runs."""
 
-    ssh_config: Path | None = (
-        None  # --ssh-config; else the inventory's ssh_config; else ~/.ssh/config
-    )
+    # --ssh-config; else the inventory's ssh_config; else ~/.ssh/config
+    ssh_config: Path | None = None
     accept_new_host_keys: bool = False
     parallel: int = DEFAULT_PARALLEL
     connect_timeout: float = 15.0
@@ -126,12 +126,13 @@ def effective_keys(
 
 def with_keys(inventory: Inventory, keys: Mapping[str, PublicKey | None]) -> Inventory:
     """The inventory with these public keys recorded."""
-    out = inventory
-    for node in inventory:
-        key = keys.get(node.name, node.public_key)
-        if key != node.public_key:
-            out = out.with_node(replace(node, public_key=key))
-    return out
+    nodes = tuple(
+        replace(n, public_key=keys[n.name])
+        if n.name in keys and keys[n.name] != n.public_key
+        else n
+        for n in inventory
+    )
+    return replace(inventory, nodes=nodes)
 
 
 def wanted_hosts(
@@ -155,6 +156,7 @@ def wanted_hosts(
     devices = wanted_mesh(usable, facts)
     config_devices = wanted_mesh(keyed, facts)
     block = hosts_block(inventory)
+    relays = active_relays(inventory, facts)
     networks = tuple(n for n in (inventory.mesh.cidr, inventory.mesh.cidr6) if n is not None)
     memo: dict[int, str] = {}
     out: dict[str, WantedHost] = {}
@@ -176,7 +178,7 @@ def wanted_hosts(
             extra_routes(device),
             hosts_block=block,
             files=(files or {}).get(node.name, ()),
-            forwarding=forwarding_needed(inventory, node, facts),
+            forwarding=forwarding_needed(inventory, node, facts, relays),
             mesh_networks=networks,
         )
     return out

@@ -6,6 +6,7 @@ public keys go into the inventory.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -64,7 +65,6 @@ def _offline_keys(
         from wiremesh.model.inventory import InvalidInventory
 
         raise InvalidInventory(problems, "render")
-    keys.put_many({name: private[name] for name in made})
     nodes = tuple(
         replace(node, public_key=private[node.name].public_key())
         if node.public_key is None
@@ -75,15 +75,30 @@ def _offline_keys(
 
 
 def render_all(file: InventoryFile, out_dir: Path) -> RenderReport:
-    """Write ``<out>/<node>/<interface>.conf`` (0600) for every node."""
+    """Write ``<out>/<node>/<interface>.conf`` (0600) for every node.
+
+    New keys are stored (and made durable) while the configs are rendered and written: the two go to
+    different directories, whose file creations the file system can then do side by side. The
+    inventory records the new public keys only after the keys are safely on disk.
+    """
     keys = KeyDir.beside(file.path)
     with file.edit() as edit:
         inventory, private, made = _offline_keys(edit.inventory, keys)
+        if not inventory.nodes:
+            raise ValidationError(
+                "the inventory has no nodes", "add some with 'wiremesh node add NAME'"
+            )
+        with ThreadPoolExecutor(max_workers=1) as background:
+            stored = background.submit(keys.put_many, {n: private[n] for n in made})
+            written = _write_configs(inventory, private, out_dir)
+            stored.result()
         edit.inventory = inventory
-    if not inventory.nodes:
-        raise ValidationError(
-            "the inventory has no nodes", "add some with 'wiremesh node add NAME'"
-        )
+    return RenderReport(tuple(written), tuple(made), tuple(keys.warnings()))
+
+
+def _write_configs(
+    inventory: Inventory, private: dict[str, PrivateKey], out_dir: Path
+) -> list[Path]:
     memo: dict[int, str] = {}
     devices = wanted_mesh(inventory)
     name = inventory.mesh.interface
@@ -108,7 +123,7 @@ def render_all(file: InventoryFile, out_dir: Path) -> RenderReport:
             f"cannot write configs to {out_dir}: {exc.strerror}",
             "check the directory and its permissions",
         ) from None
-    return RenderReport(tuple(written), tuple(made), tuple(keys.warnings()))
+    return written
 
 
 def show(file: InventoryFile, name: str, reveal: bool) -> str:

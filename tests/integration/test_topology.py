@@ -7,7 +7,6 @@ the mesh up with the real CLI over real SSH, and checks the result on the hosts 
 from __future__ import annotations
 
 import json
-import re
 import time
 from pathlib import Path
 from typing import Any
@@ -216,7 +215,11 @@ def test_names_in_etc_hosts_and_overlapping_routes(lab_factory: LabFactory, tmp_
     assert r.code == 0, r.out
     port = lab.exec("lab1", ["wg", "show", "wg0", "listen-port"]).stdout.strip()
     assert port == "51821"
-    assert re.search(r"lab2", wm(lab, "plan", "--json").out)
+    hosts = {h["name"]: h for h in json.loads(wm(lab, "plan", "--json").out)["hosts"]}
+    assert hosts["lab2"]["conflicts"] == [
+        "route 10.77.0.0/16 dev eth0 overlaps the mesh network 10.77.0.0/24"
+    ]
+    assert hosts["lab1"]["conflicts"] == []
 
 
 def test_nat_hosts_behind_two_routers_punch_a_direct_path(lab_factory: LabFactory) -> None:

@@ -26,8 +26,6 @@ from wiremesh.model.topology import relay_of
 from wiremesh.ops.mesh import (
     RunOptions,
     open_and_observe,
-    wanted_hosts,
-    with_keys,
 )
 from wiremesh.ops.planning import (
     Context,
@@ -97,10 +95,11 @@ def refuse_conflicts(mesh: MeshPlan) -> None:
 async def _execute(
     ctx: Context, mesh: MeshPlan, sessions: Sessions, options: RunOptions, label: str
 ) -> list[HostResult]:
-    """Carry out every host's plan in parallel; failed hosts keep their error."""
+    """Carry out every host's plan in parallel (``mesh`` planned with every key known); failed hosts
+    keep their error."""
     interface = ctx.inventory.mesh.interface
     mesh_name = ctx.inventory.mesh.name
-    wanted = wanted_hosts(with_keys(ctx.inventory, ctx.keys), frozenset(), ctx.facts, ctx.files)
+    wanted = mesh.wanted
     by_name = {h.node: h for h in mesh.hosts}
 
     async def execute(name: str) -> HostResult:

@@ -59,6 +59,8 @@ class MeshPlan:
     hosts: tuple[HostResult, ...]
     key_updates: dict[str, PublicKey] = field(default_factory=dict)
     skipped: tuple[str, ...] = ()  # nodes left out as peers: no key yet and host unreachable
+    # What each host should hold, as planned: apply carries out exactly this, without deriving it again.
+    wanted: dict[str, WantedHost] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def empty(self) -> bool:
@@ -180,7 +182,7 @@ def mesh_plan(ctx: Context) -> MeshPlan:
         if (k := ctx.keys.get(n.name)) is not None and k != n.public_key
     }
     skipped = tuple(n.name for n in keyed if n.public_key is None and n.name not in ctx.pending)
-    return MeshPlan(tuple(host_plans(ctx, wanted)), updates, skipped)
+    return MeshPlan(tuple(host_plans(ctx, wanted)), updates, skipped, wanted)
 
 
 def plan(file: InventoryFile, names: list[str], options: RunOptions) -> MeshPlan:

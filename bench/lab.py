@@ -76,6 +76,8 @@ def lab_pids(lab: Lab) -> list[int]:
     """Every process of the lab: launchers and everything in the hosts' network namespaces."""
     pids: set[int] = set()
     for h in lab.hosts:
+        if h.netns is None:  # a VM (bench/vm.py measures those)
+            continue
         pids.update(procs.pids_in_netns(Path("/run/netns") / h.netns))
         parent = int(Path(f"/proc/{h.pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
         pids.add(parent)  # the host's `unshare`, in the root network namespace

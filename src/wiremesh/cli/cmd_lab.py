@@ -9,7 +9,7 @@ import shlex
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -18,22 +18,24 @@ from wiremesh.cli.context import Context
 from wiremesh.cli.output import escape
 from wiremesh.errors import OperationError
 from wiremesh.lab.layout import GROUP_MAX, MAX_HOSTS, MAX_NATS, MAX_SITES
+from wiremesh.lab.spec import MAX_VMS, VM_MEMORY
 
 if TYPE_CHECKING:
-    from wiremesh.lab import LabHost
+    from wiremesh.lab import Lab, LabHost
     from wiremesh.lab.spec import LabSpec
 
 DEFAULT_DIR = ".wiremesh-lab"
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``wiremesh lab up|down|ls|exec``."""
+    """Add ``wiremesh lab up|down|ls|exec|image``."""
     lab = sub.add_parser(
         "lab",
         help="emulated hosts on this machine to try a mesh on (root)",
         description="Emulated Linux hosts lab1..labN in namespaces on this machine, each with its own "
         "sshd and private /etc/wireguard, /etc/ssh, /run, /root and /tmp, on a bridge on "
-        "198.51.100.0/24, optionally in sites with private links or behind NAT routers. Needs root. "
+        "198.51.100.0/24, optionally in sites with private links or behind NAT routers, and QEMU "
+        "virtual machines with their own kernel (the WireGuard module) and systemd. Needs root. "
         "Only one lab runs on a machine at a time.",
     )
     lab_sub = lab.add_subparsers(dest="lab_command", metavar="SUBCOMMAND", parser_class=type(lab))
@@ -43,15 +45,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "up",
         help="create lab hosts, an ssh_config and an inventory in DIR",
         description="Create hosts lab1..labM: the public hosts first, then each --site, then each "
-        "--nat, in the order given. DIR receives an SSH identity, known_hosts, ssh_config and a ready "
-        "inventory wiremesh.toml that describes what was built.",
+        "--nat, in the order given, then the --vms. DIR receives an SSH identity, known_hosts, "
+        "ssh_config and a ready inventory wiremesh.toml that describes what was built.",
     )
     up.add_argument(
         "-n",
         "--hosts",
         type=int,
         metavar="N",
-        help=f"how many public hosts (1..{MAX_HOSTS}; 0 or omitted with --site/--nat); "
+        help=f"how many public hosts (1..{MAX_HOSTS}; 0 or omitted with --site/--nat/--vms); "
         f"at most {MAX_HOSTS} hosts in all",
     )
     up.add_argument(
@@ -82,6 +84,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="[HOST=]MTU",
         help="MTU of a host's underlay link(s), or of every host without HOST= (repeatable)",
     )
+    up.add_argument(
+        "--vms",
+        type=int,
+        default=0,
+        metavar="K",
+        help=f"K more public hosts that are QEMU VMs (up to {MAX_VMS}): Debian with the WireGuard "
+        "kernel module and systemd; about 20-40 s to boot and 370 MiB of memory each. The VM image "
+        "is built on first use (a minute or two; see `lab image`)",
+    )
+    up.add_argument(
+        "--vm-memory",
+        type=int,
+        default=VM_MEMORY,
+        metavar="MIB",
+        help=f"guest RAM of each VM in MiB (default {VM_MEMORY})",
+    )
     _dir_option(up)
     up.set_defaults(handler=run_up)
 
@@ -106,6 +124,28 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ex.add_argument("host", metavar="HOST", help="a lab host, e.g. lab1")
     ex.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD", help="the command and args")
     ex.set_defaults(handler=run_exec)
+
+    image = lab_sub.add_parser(
+        "image",
+        help="the disk image of lab VMs: build, list, remove",
+        description="Lab VMs run a Debian bookworm image built with mmdebstrap from this machine's "
+        "apt sources (systemd, OpenSSH, wireguard-tools, the cloud kernel with the WireGuard "
+        "module). It is built on first use and cached in /var/cache/wiremesh/images "
+        "($WIREMESH_IMAGE_CACHE), keyed by its package list and the builder's version.",
+    )
+    image_sub = image.add_subparsers(
+        dest="image_command", metavar="SUBCOMMAND", parser_class=type(image)
+    )
+    image_sub.required = True
+    build = image_sub.add_parser("build", help="build the image now (nothing if it is cached)")
+    build.add_argument("--force", action="store_true", help="build it again even if cached")
+    build.set_defaults(handler=run_image_build)
+    ils = image_sub.add_parser("ls", help="list the cached images")
+    ils.add_argument("--json", action="store_true", help="print JSON for scripts")
+    ils.set_defaults(handler=run_image_ls)
+    rm = image_sub.add_parser("rm", help="remove cached images (all, or KEY)")
+    rm.add_argument("key", nargs="?", metavar="KEY", help="the image to remove (default: all)")
+    rm.set_defaults(handler=run_image_rm)
 
 
 def _dir_option(parser: argparse.ArgumentParser) -> None:
@@ -145,6 +185,8 @@ def spec_of(args: argparse.Namespace) -> LabSpec:
         [parse_group(text, "--nat") for text in args.nat],
         ipv6=args.ipv6,
         underlay_mtu=[parse_mtu(text) for text in args.underlay_mtu],
+        vms=args.vms,
+        vm_memory=args.vm_memory,
     )
 
 
@@ -206,6 +248,7 @@ def _summary(spec: LabSpec) -> str:
     parts = [f"{spec.public} public"] if spec.public else []
     parts += [f"site {g.name}: {g.count}" for g in spec.sites]
     parts += [f"behind NAT {g.name}: {g.count}" for g in spec.nats]
+    parts += [f"{spec.vms} VM{'s' if spec.vms > 1 else ''}"] if spec.vms else []
     if spec.ipv6:
         parts.append("IPv6")
     return ", ".join(parts)
@@ -239,6 +282,7 @@ def run_ls(args: argparse.Namespace, ctx: Context) -> int:
         rows.append(
             {
                 "name": h.name,
+                "kind": h.kind,
                 "role": h.role,
                 "group": h.group,
                 "underlay_ip": str(h.underlay_ip),
@@ -250,8 +294,9 @@ def run_ls(args: argparse.Namespace, ctx: Context) -> int:
                 "ssh": f"{h.ssh_address}:{h.ssh_port}",
                 "pid": h.pid,
                 "netns": h.netns,
+                "tap": h.tap,
                 "running": running,
-                "sshd": running and lab.sshd_pid(h.name) is not None,
+                "sshd": running and lab.sshd_up(h.name),
             }
         )
     if args.json:
@@ -265,14 +310,15 @@ def run_ls(args: argparse.Namespace, ctx: Context) -> int:
     from rich.table import Table
 
     table = Table(title=f"lab in {escape(str(lab.dir))}", title_justify="left")
-    columns = ["HOST", "ROLE", "PUBLIC", "PRIVATE"]
+    columns = ["HOST", "KIND", "ROLE", "PUBLIC", "PRIVATE"]
     ipv6 = lab.spec.ipv6
     columns += ["IPV6"] if ipv6 else []
     columns += ["MTU", "UP", "SSHD"]
     for column in columns:
         table.add_column(column)
     for h, r in zip(lab.hosts, rows, strict=True):
-        cells = [str(r["name"]), escape(_role(h)), escape(_public(h)), str(r["private_ip"] or "-")]
+        cells = [str(r["name"]), "VM" if h.kind == "vm" else "netns", escape(_role(h))]
+        cells += [escape(_public(h)), str(r["private_ip"] or "-")]
         cells += [str(r["underlay6"] or "-")] if ipv6 else []
         cells += [
             str(r["mtu"]),
@@ -311,6 +357,8 @@ def run_exec(args: argparse.Namespace, ctx: Context) -> int:
     if not cmd:
         cmd = ["/bin/bash", "-l"] if os.path.exists("/bin/bash") else ["/bin/sh", "-l"]
     lab = Lab.open(Path(args.dir))
+    if lab.host(args.host).kind == "vm":
+        return _exec_vm(lab, args.host, list(args.cmd), ctx)
     argv = lab.exec_argv(args.host, cmd)
     term = {"TERM": ctx.env["TERM"]} if "TERM" in ctx.env else {}
     try:
@@ -320,3 +368,101 @@ def run_exec(args: argparse.Namespace, ctx: Context) -> int:
     if proc.returncode < 0:  # killed by a signal: report it the way a shell does
         return 128 - proc.returncode
     return proc.returncode
+
+
+def _exec_vm(lab: Lab, name: str, cmd: list[str], ctx: Context) -> int:
+    """``lab exec`` on a VM: over ssh with the lab's ssh_config (a VM has no console to enter)."""
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    # A terminal for an interactive command or shell, as on a console.
+    argv = lab.vm_ssh_argv(name, cmd or None, tty=os.isatty(0))
+    try:
+        proc = subprocess.run(argv, check=False)
+    except OSError as exc:
+        raise OperationError(f"cannot run ssh: {exc}", hint="install openssh-client") from exc
+    if proc.returncode < 0:
+        return 128 - proc.returncode
+    return proc.returncode
+
+
+def _image_progress(ctx: Context) -> Callable[[str], None]:
+    def say(phase: str) -> None:
+        ctx.out.info(f"VM image: {phase}")
+
+    return say
+
+
+def run_image_build(args: argparse.Namespace, ctx: Context) -> int:
+    """``lab image build``: build the VM image into the cache (unless it is there)."""
+    from wiremesh.lab import image
+
+    started = time.monotonic()
+    had = image.find()
+    built = image.build(force=args.force, progress=_image_progress(ctx))
+    if had is not None and not args.force:
+        ctx.out.line(f"VM image {built.key} is cached in {escape(str(built.dir))}; nothing to do")
+        return 0
+    ctx.out.line(
+        f"[green]built[/green] VM image {built.key} (kernel {built.manifest.get('kernel')}, "
+        f"{built.disk_bytes / 2**20:.0f} MiB) in {time.monotonic() - started:.0f} s: "
+        f"{escape(str(built.dir))}"
+    )
+    return 0
+
+
+def run_image_ls(args: argparse.Namespace, ctx: Context) -> int:
+    """``lab image ls``: the cached images, which one is current, which a running lab uses."""
+    from wiremesh.lab import image
+
+    images = image.list_images()
+    busy = image.images_in_use()
+    rows = [
+        {
+            "key": i.key,
+            "current": i.current,
+            "kernel": i.manifest.get("kernel"),
+            "built": i.manifest.get("built"),
+            "build_seconds": i.manifest.get("build_seconds"),
+            "disk_bytes": i.disk_bytes,
+            "path": str(i.dir),
+            "used_by": str(busy[i.key]) if i.key in busy else None,
+        }
+        for i in images
+    ]
+    if args.json:
+        ctx.out.json({"cache": str(image.CACHE), "current": image.image_key(), "images": rows})
+        return 0
+    if not rows:
+        ctx.out.info(
+            f"no VM image in {escape(str(image.CACHE))}; `wiremesh lab image build` makes one "
+            "(`lab up --vms` does too)"
+        )
+        return 0
+    from rich.table import Table
+
+    table = Table(title=f"VM images in {escape(str(image.CACHE))}", title_justify="left")
+    for column in ("KEY", "CURRENT", "KERNEL", "BUILT", "SIZE", "USED BY"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(
+            str(r["key"]),
+            "yes" if r["current"] else "no",
+            escape(str(r["kernel"])),
+            escape(str(r["built"])),
+            f"{int(str(r['disk_bytes'])) / 2**20:.0f} MiB",
+            escape(str(r["used_by"] or "-")),
+        )
+    ctx.out.table(table)
+    return 0
+
+
+def run_image_rm(args: argparse.Namespace, ctx: Context) -> int:
+    """``lab image rm [KEY]``: remove cached images (refused for one a running lab uses)."""
+    from wiremesh.lab import image
+
+    removed = image.remove(args.key)
+    if removed:
+        ctx.out.line("removed VM image " + ", ".join(removed))
+    else:
+        ctx.out.info("no VM image to remove")
+    return 0

@@ -5,18 +5,20 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import time
-from ipaddress import IPv4Network, IPv6Network
+from ipaddress import IPv4Interface, IPv4Network, IPv6Interface, IPv6Network
 from pathlib import Path
 
 from wiremesh.errors import OperationError
 from wiremesh.lab import host as hostmod
 from wiremesh.lab import layout, nat, network, procs, sshkeys, sysctl, topology
+from wiremesh.lab import vm as vmmod
 from wiremesh.lab.claim import check_directory, claim_machine
+from wiremesh.lab.image import Image
 from wiremesh.lab.inventory import INVENTORY, write_inventory
 from wiremesh.lab.lab import Checkpoint, Progress
 from wiremesh.lab.prereq import check_prerequisites
 from wiremesh.lab.spec import LabSpec
-from wiremesh.lab.state import HostState, LabState, MachineRecord
+from wiremesh.lab.state import HostState, LabState, MachineRecord, VmState
 from wiremesh.lab.teardown import release_machine, teardown
 
 READY_TIMEOUT = 60.0
@@ -31,9 +33,14 @@ def build(
     progress: Progress | None = None,
     checkpoint: Checkpoint | None = None,
 ) -> tuple[LabState, dict[str, subprocess.Popen[bytes]]]:
-    """Create the lab ``spec`` describes; returns its state and the ``unshare`` processes (children of
-    the caller)."""
+    """Create the lab ``spec`` describes; returns its state and the ``unshare`` and QEMU processes
+    (children of the caller).
+
+    With VMs, their image is built first if the cache lacks it (before the machine is claimed: a
+    build takes a minute or two, and needs no lab).
+    """
     check_prerequisites(nat=bool(spec.nats))
+    image = _vm_image(progress or _no_progress) if spec.vms else None
     directory = check_directory(directory)
     net = network.lab_network(topology.plan_lab(spec))
     names = [*net.links, *(ns.name for ns in net.namespaces)]
@@ -45,7 +52,14 @@ def build(
         state = LabState(dir=directory, hosts_wanted=spec.total, spec=spec)
         launchers: dict[str, subprocess.Popen[bytes]] = {}
         try:
-            _build(state, record, launchers, progress or _no_progress, checkpoint or _no_checkpoint)
+            _build(
+                state,
+                record,
+                launchers,
+                progress or _no_progress,
+                checkpoint or _no_checkpoint,
+                image,
+            )
         except BaseException as exc:
             problems = teardown(state, MachineRecord.load()) if state.path.exists() else []
             if not state.path.exists():
@@ -63,6 +77,18 @@ def _no_progress(phase: str, done: int, total: int) -> None:
     pass
 
 
+def _vm_image(progress: Progress) -> Image:
+    from wiremesh.lab import image
+
+    found = image.find()
+    image.check_vm_programs(build=found is None)
+    if found is not None:
+        return found
+    return image.build(
+        progress=lambda phase: progress(f"building the VM image (once): {phase}", 0, 1)
+    )
+
+
 def _no_checkpoint(step: str) -> None:
     pass
 
@@ -73,6 +99,7 @@ def _build(
     launchers: dict[str, subprocess.Popen[bytes]],
     progress: Progress,
     checkpoint: Checkpoint,
+    image: Image | None,
 ) -> None:
     directory = state.dir
     plan = topology.plan_lab(state.topology)
@@ -98,9 +125,10 @@ def _build(
     state.bridges = [b.name for b in net.bridges]
     state.netns = [ns.name for ns in net.namespaces]
     state.veths = net.veths
+    state.taps = [t.name for t in net.taps]
     state.hosts = [
         HostState(name=h.name, index=h.index, netns=h.netns, underlay_ip=str(h.underlay.ip))
-        for h in plan.hosts
+        for h in plan.namespace_hosts
     ]
     state.save()
     network.run_batch(net.root_batch())
@@ -122,9 +150,8 @@ def _build(
     public = sshkeys.generate_identity(directory / sshkeys.IDENTITY, "wiremesh-lab")
     init = hosts_dir / hostmod.INIT_FILE
     init.write_text(hostmod.INIT_SCRIPT)
-    host_keys = {}
-    for h in plan.hosts:
-        host_keys[h.name] = sshkeys.generate_host_key()
+    host_keys = {h.name: sshkeys.generate_host_key() for h in plan.hosts}
+    for h in plan.namespace_hosts:
         hostmod.prepare_host_dir(
             hosts_dir / h.name,
             name=h.name,
@@ -134,7 +161,11 @@ def _build(
             net_batch=net.namespace_batch(h.netns),
         )
 
-    for i, h in enumerate(plan.hosts, 1):
+    if plan.vms:
+        assert image is not None
+        _prepare_vms(state, plan, image, public, host_keys)
+
+    for i, h in enumerate(plan.namespace_hosts, 1):
         progress("starting hosts", i - 1, total)
         proc = hostmod.launch(h.netns, init, h.name, hosts_dir / h.name)
         launchers[h.name] = proc
@@ -142,6 +173,9 @@ def _build(
         state.save()
         checkpoint(f"host:{h.name}")
 
+    if plan.vms:
+        assert image is not None
+        _boot_vms(state, plan, image, launchers, progress, checkpoint)
     _wait_ready(state, launchers, progress)
     checkpoint("ready")
 
@@ -171,10 +205,113 @@ def _build(
     progress("done", total, total)
 
 
+def _prepare_vms(
+    state: LabState,
+    plan: topology.LabPlan,
+    image: Image,
+    authorized_key: str,
+    host_keys: dict[str, sshkeys.HostKey],
+) -> None:
+    """Record every VM, then make its directory, overlay and identity disk."""
+    directory = state.dir
+    state.add_file(vmmod.VM_DIR)
+    for h in plan.vms:
+        files = vmmod.paths(directory, h.name)
+        state.vms.append(
+            VmState(
+                name=h.name,
+                index=h.index,
+                tap=h.tap,
+                underlay_ip=str(h.underlay.ip),
+                dir=str(files.dir.relative_to(directory)),
+                qmp=str(files.qmp),
+                control=str(files.control),
+                image=image.key,
+            )
+        )
+    state.save()
+    vmmod.RUN_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+    (directory / vmmod.VM_DIR).mkdir(mode=0o700)
+    for h in plan.vms:
+        files = vmmod.paths(directory, h.name)
+        files.dir.mkdir(mode=0o700)
+        vmmod.create_overlay(image, files.disk)
+        addresses: list[IPv4Interface | IPv6Interface] = [h.underlay]
+        if h.public6 is not None:
+            addresses.append(h.public6)
+        archive = vmmod.identity_archive(
+            name=h.name,
+            mac=vmmod.mac_address(h.index),
+            addresses=addresses,
+            mtu=h.mtu,
+            host_key=host_keys[h.name],
+            authorized_key=authorized_key,
+        )
+        sshkeys.write_private(files.identity, archive)
+
+
+def _boot_vms(
+    state: LabState,
+    plan: topology.LabPlan,
+    image: Image,
+    launchers: dict[str, subprocess.Popen[bytes]],
+    progress: Progress,
+    checkpoint: Checkpoint,
+) -> None:
+    """Start the VMs, at most :data:`~wiremesh.lab.vm.MAX_BOOTING` booting at once, and wait until
+    each one's sshd answers."""
+    pending = list(plan.vms)
+    booting: dict[str, tuple[topology.HostPlan, float]] = {}
+    total, done = len(pending), 0
+    progress("booting VMs", 0, total)
+    while pending or booting:
+        while pending and len(booting) < vmmod.MAX_BOOTING:
+            h = pending.pop(0)
+            files = vmmod.paths(state.dir, h.name)
+            argv = vmmod.qemu_argv(
+                name=h.name,
+                image=image,
+                files=files,
+                tap=h.tap,
+                mac=vmmod.mac_address(h.index),
+                memory=plan.spec.vm_memory,
+            )
+            proc = vmmod.launch(argv, files)
+            launchers[h.name] = proc
+            checkpoint(
+                f"qemu:{h.name}"
+            )  # started, not recorded yet: teardown finds it by its files
+            state.vm(h.name).qemu = procs.ref(proc.pid)
+            state.save()
+            checkpoint(f"vm:{h.name}")
+            booting[h.name] = (h, time.monotonic())
+        for name, (h, started) in list(booting.items()):
+            files = vmmod.paths(state.dir, name)
+            proc = launchers[name]
+            if proc.poll() is not None:
+                raise OperationError(
+                    f"VM {name} stopped while starting (QEMU exited {proc.returncode}): "
+                    + vmmod.tail(files.qemu_log),
+                    hint=f"its console: {files.console} (the lab was removed again)",
+                )
+            if vmmod.sshd_answers(h.ssh_address, h.ssh_port, timeout=0.5):
+                del booting[name]
+                done += 1
+                progress("booting VMs", done, total)
+            elif time.monotonic() - started > vmmod.READY_TIMEOUT:
+                raise OperationError(
+                    f"VM {name} did not answer ssh within {vmmod.READY_TIMEOUT:g} s; the end of "
+                    f"its console:\n{vmmod.tail(files.console)}",
+                    hint="the machine may be overloaded (QEMU emulates the CPU); try fewer --vms",
+                )
+        if booting:
+            time.sleep(0.5)
+
+
 def _wait_ready(
     state: LabState, launchers: dict[str, subprocess.Popen[bytes]], progress: Progress
 ) -> None:
-    """Wait until every host's PID 1 is known (and recorded) and its sshd listens."""
+    """Wait until every namespace host's PID 1 is known (and recorded) and its sshd listens."""
     total = len(state.hosts)
     pending = [h.name for h in state.hosts]
     deadline = time.monotonic() + READY_TIMEOUT

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import signal
 import subprocess
 import time
@@ -21,11 +22,12 @@ from types import TracebackType
 from wiremesh.errors import OperationError, ValidationError
 from wiremesh.lab import host as hostmod
 from wiremesh.lab import procs, topology
+from wiremesh.lab import vm as vmmod
 from wiremesh.lab.inventory import INVENTORY
 from wiremesh.lab.parts import LabHost, LabRouter, LabSite
 from wiremesh.lab.spec import Group, LabSpec, make_spec
 from wiremesh.lab.sshkeys import IDENTITY, KNOWN_HOSTS, SSH_CONFIG
-from wiremesh.lab.state import LabState, MachineRecord, machine_lock
+from wiremesh.lab.state import LabState, MachineRecord, VmState, machine_lock
 from wiremesh.lab.teardown import teardown
 
 Progress = Callable[[str, int, int], None]
@@ -33,7 +35,7 @@ Progress = Callable[[str, int, int], None]
 
 Checkpoint = Callable[[str], None]
 """``checkpoint(step)``: called after each step of ``up`` ("state", "network", "routers", "host:lab2",
-"ready", "files").
+"ready", "files"; for VMs "qemu:lab3" just after QEMU started and "vm:lab3" once it is recorded).
 Tests use it to inject a failure or a crash at a precise point."""
 
 
@@ -119,18 +121,39 @@ class Lab:
 
     @property
     def hosts(self) -> list[LabHost]:
-        """The hosts that were started (all of them, for a complete lab), in order."""
-        return [
+        """The hosts that were started (all of them, for a complete lab), in order: namespace hosts
+        and VMs."""
+        found = [
             self._lab_host(h.name, h.index, h.underlay_ip, h.netns, h.init.pid)
             for h in self._state.hosts
             if h.init is not None
         ]
+        found += [
+            self._lab_host(v.name, v.index, v.underlay_ip, None, v.qemu.pid, tap=v.tap)
+            for v in self._state.vms
+            if v.qemu is not None
+        ]
+        return sorted(found, key=lambda h: h.index)
 
-    def _lab_host(self, name: str, index: int, underlay: str, netns: str, pid: int) -> LabHost:
+    @property
+    def vms(self) -> list[LabHost]:
+        """The hosts that are VMs, in order."""
+        return [h for h in self.hosts if h.kind == "vm"]
+
+    def _lab_host(
+        self,
+        name: str,
+        index: int,
+        underlay: str,
+        netns: str | None,
+        pid: int,
+        tap: str | None = None,
+    ) -> LabHost:
+        kind: topology.Kind = "vm" if tap is not None else "namespace"
         try:
             p = self.plan.host(name)
         except KeyError:  # a state that does not match its spec: show what the state says
-            return LabHost(name, index, IPv4Address(underlay), netns, pid)
+            return LabHost(name, index, IPv4Address(underlay), netns, pid, kind=kind, tap=tap)
         return LabHost(
             name=name,
             index=index,
@@ -146,6 +169,8 @@ class Lab:
             mtu=p.mtu or 1500,
             ssh_address=p.ssh_address,
             ssh_port=p.ssh_port,
+            kind=kind,
+            tap=tap,
         )
 
     @property
@@ -189,15 +214,22 @@ class Lab:
         )
 
     def is_running(self, name: str) -> bool:
-        """True if the host's PID 1 still runs."""
+        """True if the host's PID 1 (a VM's QEMU) still runs."""
+        if self._is_vm(name):
+            qemu = self._state.vm(name).qemu
+            return qemu is not None and procs.is_alive(qemu)
         record = self._state.host(name)
         return record.init is not None and procs.is_alive(record.init)
+
+    def _is_vm(self, name: str) -> bool:
+        return any(v.name == name for v in self._state.vms)
 
     def _running(self, name: str) -> LabHost:
         h = self.host(name)
         if not self.is_running(name):
+            what = "its QEMU process" if h.kind == "vm" else "its PID 1"
             raise OperationError(
-                f"lab host {name} is not running (its PID 1, {h.pid}, is gone)",
+                f"lab host {name} is not running ({what}, {h.pid}, is gone)",
                 hint=f"recreate the lab: wiremesh lab down --dir {self.dir}; wiremesh lab up ...",
             )
         return h
@@ -205,8 +237,29 @@ class Lab:
     # --- commands in hosts --------------------------------------------------------------------------
 
     def exec_argv(self, name: str, argv: Sequence[str]) -> list[str]:
-        """The command line that runs ``argv`` inside host ``name``'s namespaces (``nsenter``)."""
-        return hostmod.nsenter_argv(self._running(name).pid, argv)
+        """The command line that runs ``argv`` inside host ``name``: in its namespaces (``nsenter``),
+        or on a VM over ssh (one reused connection per VM; the remote shell gets ``argv`` quoted)."""
+        h = self._running(name)
+        if h.kind == "vm":
+            return self.vm_ssh_argv(name, argv)
+        return hostmod.nsenter_argv(h.pid, argv)
+
+    def vm_ssh_argv(
+        self, name: str, argv: Sequence[str] | None = None, *, tty: bool = False
+    ) -> list[str]:
+        """ssh to VM ``name``, running ``argv`` (quoted for the remote shell), or a login shell."""
+        self._vm(name)
+        command = ["--", shlex.join(argv)] if argv else []
+        return [*self._vm_ssh(name), *(["-t"] if tty else []), name, *command]
+
+    def _vm_ssh(self, name: str) -> list[str]:
+        """ssh options for commands on VM ``name``: strict host keys (the lab's ssh_config) and a
+        control master, since each new login costs about a second under emulation."""
+        return [
+            *("ssh", "-F", str(self.ssh_config_path), "-o", "BatchMode=yes"),
+            *("-o", "ControlMaster=auto", "-o", f"ControlPath={self._state.vm(name).control}"),
+            *("-o", "ControlPersist=120"),
+        ]
 
     def exec(
         self,
@@ -222,8 +275,12 @@ class Lab:
 
         Raises :class:`LabCommandError` if it exits non-zero (with ``check``) or runs past ``timeout``;
         on timeout the command's whole process group is killed. A daemon it starts (wireguard-go, which
-        detaches into its own session) keeps running, reparented to the host's PID 1.
+        detaches into its own session) keeps running, reparented to the host's PID 1. On a VM the
+        command runs over ssh, as root in /root, with ``env`` set through env(1).
         """
+        if env and self._is_vm(name):
+            argv = ["env", *(f"{k}={v}" for k, v in env.items()), *argv]
+            env = None
         cmd = self.exec_argv(name, argv)
         with subprocess.Popen(
             cmd,
@@ -251,8 +308,22 @@ class Lab:
 
     # --- sshd ---------------------------------------------------------------------------------------
 
+    def sshd_up(self, name: str) -> bool:
+        """True if the host's sshd listens (on a VM: answers on its address)."""
+        if self._is_vm(name):
+            h = self.host(name)
+            return (
+                self.is_running(name)
+                and h.ssh_address is not None
+                and vmmod.sshd_answers(h.ssh_address, h.ssh_port)
+            )
+        return self.sshd_pid(name) is not None
+
     def sshd_pid(self, name: str) -> int | None:
-        """Root-namespace PID of the host's listening sshd, or ``None`` if it is stopped."""
+        """Root-namespace PID of the host's listening sshd, or ``None`` if it is stopped (or the host
+        is a VM: its sshd is in its own kernel)."""
+        if self._is_vm(name):
+            return None
         record = self._state.host(name)
         if record.init is None or not procs.is_alive(record.init):
             return None
@@ -260,10 +331,19 @@ class Lab:
 
     def stop_sshd(self, name: str) -> None:
         """Stop the host's sshd; the host, its sessions and its wireguard-go keep running."""
+        self._namespace_host(name, "stop_sshd")
         self.exec(name, ["sh", "-c", hostmod.STOP_SSHD], timeout=20)
+
+    def _namespace_host(self, name: str, what: str) -> None:
+        if self._is_vm(name):
+            raise OperationError(
+                f"{what} works on namespace hosts only; {name} is a VM",
+                hint=f"on a VM use systemctl: wiremesh lab exec {name} -- systemctl ...",
+            )
 
     def start_sshd(self, name: str, timeout: float = 10.0) -> None:
         """Start the host's sshd again (nothing happens if it runs) and wait until it listens."""
+        self._namespace_host(name, "start_sshd")
         if self.sshd_pid(name) is not None:
             return
         self.exec(name, ["sh", "-c", hostmod.START_SSHD], timeout=timeout)
@@ -277,6 +357,73 @@ class Lab:
                 )
             time.sleep(0.02)
 
+    # --- VMs ----------------------------------------------------------------------------------------
+
+    def _vm(self, name: str) -> VmState:
+        self._running(name)
+        if not self._is_vm(name):
+            raise ValidationError(
+                f"{name} is not a VM",
+                hint="its VMs: " + (", ".join(v.name for v in self._state.vms) or "none"),
+            )
+        return self._state.vm(name)
+
+    def _vm_names(self, names: Iterable[str] | None) -> list[str]:
+        return [v.name for v in self._state.vms] if names is None else list(names)
+
+    def close_ssh(self, name: str) -> None:
+        """End the VM's ssh control master (its connection does not survive a reboot or a
+        ``loadvm``); the next command logs in again."""
+        control = Path(self._state.vm(name).control)
+        if control.exists():
+            subprocess.run(
+                [*self._vm_ssh(name), "-O", "exit", name],
+                capture_output=True,
+                timeout=10,
+                check=False,
+            )
+        left = [r for p in procs.pids_with_argument([str(control)]) if (r := procs.ref(p))]
+        procs.kill(left)
+        procs.wait_gone(left, timeout=5)
+        control.unlink(missing_ok=True)
+
+    def savevm(self, tag: str, names: Iterable[str] | None = None) -> None:
+        """Snapshot the running VMs (all, or ``names``): RAM, devices and disk, in each overlay."""
+        for name in self._vm_names(names):
+            v = self._vm(name)
+            self.close_ssh(name)  # no connection of ours inside the snapshot
+            vmmod.snapshot_command(Path(v.qmp), f"savevm {tag}", name)
+
+    def loadvm(self, tag: str, names: Iterable[str] | None = None) -> None:
+        """Put the VMs (all, or ``names``) back into snapshot ``tag``, in under a second each; they
+        run on from there (their clocks too: the guest's time is the host's again)."""
+        for name in self._vm_names(names):
+            v = self._vm(name)
+            self.close_ssh(name)
+            vmmod.snapshot_command(Path(v.qmp), f"loadvm {tag}", name)
+
+    def reboot(self, name: str) -> None:
+        """``systemctl reboot`` on VM ``name``; returns at once (see :meth:`wait_ssh`)."""
+        self._vm(name)
+        self.exec(name, ["systemctl", "reboot"], check=False, timeout=30)
+        self.close_ssh(name)
+
+    def wait_ssh(self, name: str, timeout: float = vmmod.READY_TIMEOUT) -> float:
+        """Wait until the VM's sshd answers; returns the seconds waited."""
+        h = self._running(name)
+        assert h.ssh_address is not None
+        started = time.monotonic()
+        while not vmmod.sshd_answers(h.ssh_address, h.ssh_port):
+            if time.monotonic() - started > timeout:
+                files = vmmod.paths(self.dir, name)
+                raise OperationError(
+                    f"{name}'s sshd did not answer within {timeout:g} s; its console:\n"
+                    + vmmod.tail(files.console),
+                )
+            self._running(name)
+            time.sleep(0.25)
+        return time.monotonic() - started
+
     # --- life cycle ---------------------------------------------------------------------------------
 
     @classmethod
@@ -289,6 +436,8 @@ class Lab:
         nats: Mapping[str, int] | Iterable[Group] = (),
         ipv6: bool = False,
         underlay_mtu: int | Mapping[str | None, int] | None = None,
+        vms: int = 0,
+        vm_memory: int | None = None,
         wait: float = 0.0,
         progress: Progress | None = None,
         checkpoint: Checkpoint | None = None,
@@ -298,13 +447,23 @@ class Lab:
         ``hosts`` public hosts come first, then ``sites`` (``{"a": 2}``: 2 hosts in site ``a``), then
         ``nats`` (``{"home": 2}``: 2 hosts behind NAT router ``home``); they are named lab1..labM in this
         order. ``ipv6`` adds a dual-stack underlay; ``underlay_mtu`` is one MTU for every host, or
-        ``{"lab2": 1280}`` (the key ``None`` meaning every other host). See :mod:`wiremesh.lab.layout`
-        for the addressing plan. Invalid values raise :class:`ValidationError` before anything is made.
+        ``{"lab2": 1280}`` (the key ``None`` meaning every other host). ``vms`` public hosts that are
+        QEMU VMs come last, each with ``vm_memory`` MiB of RAM (see :mod:`wiremesh.lab.vm`). See
+        :mod:`wiremesh.lab.layout` for the addressing plan. Invalid values raise
+        :class:`ValidationError` before anything is made.
 
         ``wait`` is how many seconds to wait for another running lab to go away (only one lab can run on
         a machine) before failing. On any failure everything made so far is removed again.
         """
-        spec = make_spec(hosts, sites, nats, ipv6=ipv6, underlay_mtu=underlay_mtu)
+        spec = make_spec(
+            hosts,
+            sites,
+            nats,
+            ipv6=ipv6,
+            underlay_mtu=underlay_mtu,
+            vms=vms,
+            **({"vm_memory": vm_memory} if vm_memory is not None else {}),
+        )
         return cls.up_spec(directory, spec, wait=wait, progress=progress, checkpoint=checkpoint)
 
     @classmethod

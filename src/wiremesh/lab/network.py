@@ -68,16 +68,26 @@ class Namespace:
 
 
 @dataclass(frozen=True)
+class Tap:
+    """A tap device in the root namespace on ``bridge``: a VM's network card (QEMU opens it)."""
+
+    name: str
+    bridge: str
+    mtu: int | None = None
+
+
+@dataclass(frozen=True)
 class Network:
     """Everything the underlay consists of."""
 
     bridges: tuple[Bridge, ...]
     namespaces: tuple[Namespace, ...] = field(default=())
+    taps: tuple[Tap, ...] = field(default=())
 
     @property
     def links(self) -> list[str]:
-        """Names of every root-namespace link (bridges and veth ends)."""
-        return [b.name for b in self.bridges] + self.veths
+        """Names of every root-namespace link (bridges, veth ends and taps)."""
+        return [b.name for b in self.bridges] + self.veths + [t.name for t in self.taps]
 
     @property
     def veths(self) -> list[str]:
@@ -117,6 +127,13 @@ class Network:
                 # The root end is only a bridge port: no link-local address of the root's on it.
                 lines.append(f"link set {p.peer} addrgenmode none")
                 lines.append(f"link set {p.peer} master {p.bridge} up")
+        for t in self.taps:
+            # vnet_hdr: QEMU's virtio-net passes offloads through it (checksums, segmentation).
+            lines.append(f"tuntap add dev {t.name} mode tap vnet_hdr")
+            if t.mtu is not None:
+                lines.append(f"link set {t.name} mtu {t.mtu}")
+            lines.append(f"link set {t.name} addrgenmode none")
+            lines.append(f"link set {t.name} master {t.bridge} up")
         return lines
 
     def namespace_batch(self, name: str) -> list[str]:
@@ -155,7 +172,7 @@ def flat_network(hosts: Sequence[layout.HostAddress]) -> Network:
 
 def lab_network(plan: topology.LabPlan) -> Network:
     """The underlay of ``plan``: the public bridge, one private bridge per site and per NAT LAN, a
-    namespace per host and per NAT router.
+    namespace per namespace host and per NAT router, a tap on the public bridge per VM.
 
     Public and site hosts have no route beyond their bridges' subnets; a NAT host's only way out is its
     default route through its router. The root namespace has an address on the public bridge only.
@@ -171,7 +188,9 @@ def lab_network(plan: topology.LabPlan) -> Network:
     sites = {s.name: s for s in plan.sites}
     lans = {r.name: r for r in plan.routers}
     namespaces = []
-    for h in plan.hosts:
+    # A VM's address is configured inside the VM (from its identity disk); here it is only a tap.
+    taps = tuple(Tap(h.tap, public.name, h.mtu) for h in plan.vms)
+    for h in plan.namespace_hosts:
         ports = []
         routes: tuple[Route, ...] = ()
         if h.role == "nat":
@@ -196,7 +215,7 @@ def lab_network(plan: topology.LabPlan) -> Network:
                 ),
             )
         )
-    return Network(bridges=tuple(bridges), namespaces=tuple(namespaces))
+    return Network(bridges=tuple(bridges), namespaces=tuple(namespaces), taps=taps)
 
 
 def _port(

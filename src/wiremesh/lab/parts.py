@@ -22,10 +22,11 @@ class LabHost:
     index: int
     underlay_ip: IPv4Address
     """The address of its eth0: its public address, or its LAN address behind a NAT."""
-    netns: str
-    """Its network namespace: ``ip netns exec <netns> ...`` works from the root namespace."""
+    netns: str | None
+    """Its network namespace: ``ip netns exec <netns> ...`` works from the root namespace (``None``
+    for a VM)."""
     pid: int
-    """Its PID 1 as a PID of the root namespace (``nsenter -t <pid> ...``)."""
+    """Its PID 1 as a PID of the root namespace (``nsenter -t <pid> ...``); a VM's QEMU process."""
     role: topology.Role = "public"
     """``public``, ``site`` or ``nat``."""
     group: str | None = None
@@ -43,6 +44,11 @@ class LabHost:
     ssh_address: IPv4Address | None = None
     ssh_port: int = 22
     """Where the root namespace reaches its sshd (a NAT router's forwarded port for a NAT host)."""
+    kind: topology.Kind = "namespace"
+    """``namespace`` (namespaces on this machine's kernel, wireguard-go) or ``vm`` (a QEMU VM with its
+    own kernel, the WireGuard module and systemd)."""
+    tap: str | None = None
+    """A VM's network card in the root namespace (a tap on the public bridge)."""
 
 
 @dataclass(frozen=True)

@@ -92,6 +92,24 @@ def pids_in_netns(netns_file: Path) -> list[int]:
     return found
 
 
+def pids_with_argument(markers: Iterable[str]) -> list[int]:
+    """PIDs of processes (not this one) with a command-line argument that contains one of ``markers``."""
+    wanted = [m.encode() for m in markers if m]
+    if not wanted:
+        return []
+    found = []
+    for entry in PROC.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        if any(m in arg for arg in args for m in wanted):
+            found.append(int(entry.name))
+    return found
+
+
 def kill(procs: Iterable[ProcRef]) -> None:
     """SIGKILL each process that is still the one we recorded.
 

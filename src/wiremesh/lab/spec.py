@@ -1,9 +1,10 @@
 """What a lab is to consist of (:class:`LabSpec`): the options of ``lab up``, parsed and validated (pure).
 
-A lab has public hosts, hosts in *sites* (public like the others, plus a private per-site bridge) and
-hosts behind *NAT routers* (on a private LAN, reachable from outside only through the router). Host names
-are ``lab1..labM`` in this order: public hosts, then each site in the order given, then each NAT. Where
-everything lives is :mod:`wiremesh.lab.topology`'s business.
+A lab has public hosts, hosts in *sites* (public like the others, plus a private per-site bridge),
+hosts behind *NAT routers* (on a private LAN, reachable from outside only through the router) and public
+hosts that are QEMU virtual machines (*VMs*, with a real kernel and systemd). Host names are
+``lab1..labM`` in this order: public hosts, then each site in the order given, then each NAT, then the
+VMs. Where everything lives is :mod:`wiremesh.lab.topology`'s business.
 """
 
 from __future__ import annotations
@@ -20,6 +21,11 @@ from wiremesh.lab.layout import GROUP_MAX, GROUP_NAME_MAX, MAX_NATS, MAX_SITES
 MTU_MIN = 576  # RFC 791: every IPv4 host must accept 576-byte datagrams
 MTU_MIN_IPV6 = 1280  # RFC 8200 section 5; the kernel turns IPv6 off on a link below it
 MTU_MAX = 9000
+
+MAX_VMS = 8
+"""Most VMs in a lab: each takes about 370 MiB of memory and, while it boots, a CPU."""
+VM_MEMORY = 256
+VM_MEMORY_MIN, VM_MEMORY_MAX = 192, 4096
 
 _NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$")
 
@@ -47,11 +53,20 @@ class LabSpec:
     """The underlay MTU of every host not named in ``mtu`` (``None``: the kernel's 1500)."""
     mtu: tuple[tuple[str, int], ...] = ()
     """Per-host underlay MTU: ``(("lab2", 1280),)``."""
+    vms: int = 0
+    """Public hosts that are QEMU VMs (they come last)."""
+    vm_memory: int = VM_MEMORY
+    """Guest RAM of each VM, MiB."""
 
     @property
     def total(self) -> int:
         """How many hosts the lab has."""
-        return self.public + sum(g.count for g in (*self.sites, *self.nats))
+        return self.public + sum(g.count for g in (*self.sites, *self.nats)) + self.vms
+
+    @property
+    def namespace_hosts(self) -> int:
+        """How many hosts are namespaces (all but the VMs)."""
+        return self.total - self.vms
 
     def host_mtu(self, name: str) -> int | None:
         """The underlay MTU of host ``name`` (``None``: left at the kernel's default)."""
@@ -66,6 +81,8 @@ class LabSpec:
             "ipv6": self.ipv6,
             "mtu_all": self.mtu_all,
             "mtu": [[h, m] for h, m in self.mtu],
+            "vms": self.vms,
+            "vm_memory": self.vm_memory,
         }
 
     @staticmethod
@@ -79,6 +96,8 @@ class LabSpec:
             ipv6=bool(value.get("ipv6", False)),
             mtu_all=int(mtu_all) if mtu_all is not None else None,
             mtu=tuple((str(h), int(m)) for h, m in value.get("mtu", [])),
+            vms=int(value.get("vms", 0)),
+            vm_memory=int(value.get("vm_memory", VM_MEMORY)),
         )
 
 
@@ -125,34 +144,47 @@ def make_spec(
     *,
     ipv6: bool = False,
     underlay_mtu: int | Mapping[str | None, int] | Sequence[tuple[str | None, int]] | None = None,
+    vms: int = 0,
+    vm_memory: int = VM_MEMORY,
 ) -> LabSpec:
     """Validate what a lab is to have; every problem is a :class:`ValidationError` with a hint.
 
-    ``public`` may be 0 (or ``None``) only when there are sites or NATs. ``underlay_mtu`` is one MTU for
-    every host, or ``{host: mtu}`` where the key ``None`` stands for every host not named.
+    ``public`` may be 0 (or ``None``) only when there are sites, NATs or VMs. ``underlay_mtu`` is one
+    MTU for every host, or ``{host: mtu}`` where the key ``None`` stands for every host not named.
     """
     site_groups = _groups(sites, "--site")
     nat_groups = _groups(nats, "--nat")
     grouped = site_groups + nat_groups
+    if not 0 <= vms <= MAX_VMS:
+        raise ValidationError(
+            f"--vms must be between 0 and {MAX_VMS}, not {vms}",
+            "each VM takes about 370 MiB of memory and a CPU while it boots; e.g. --vms 3",
+        )
+    if not VM_MEMORY_MIN <= vm_memory <= VM_MEMORY_MAX:
+        raise ValidationError(
+            f"--vm-memory must be between {VM_MEMORY_MIN} and {VM_MEMORY_MAX} MiB, not {vm_memory}",
+            f"the default, {VM_MEMORY} MiB, is plenty for systemd, sshd and WireGuard",
+        )
     if public is None:
-        if not grouped:
+        if not grouped and not vms:
             raise ValidationError(
-                "--hosts is required", "say how many hosts, e.g. --hosts 3 (or add --site/--nat)"
+                "--hosts is required",
+                "say how many hosts, e.g. --hosts 3 (or add --site/--nat/--vms)",
             )
         public = 0
-    if not grouped:
+    if not grouped and not vms:
         layout.check_host_count(public)
     elif not 0 <= public <= layout.MAX_HOSTS:
         raise ValidationError(
             f"--hosts must be between 0 and {layout.MAX_HOSTS}, not {public}",
-            "with --site or --nat, --hosts counts the extra public hosts (0 for none)",
+            "with --site, --nat or --vms, --hosts counts the extra public hosts (0 for none)",
         )
     _check_groups(site_groups, nat_groups)
-    total = public + sum(g.count for g in grouped)
+    total = public + sum(g.count for g in grouped) + vms
     if total > layout.MAX_HOSTS:
         raise ValidationError(
             f"the lab would have {total} hosts; at most {layout.MAX_HOSTS} fit",
-            "use fewer --hosts or smaller --site/--nat counts",
+            "use fewer --hosts or smaller --site/--nat/--vms counts",
         )
     if ipv6 and nat_groups:
         raise ValidationError(
@@ -160,7 +192,7 @@ def make_spec(
             "use --ipv6 with public and site hosts only",
         )
     mtu_all, per_host = _mtus(underlay_mtu, total, ipv6)
-    return LabSpec(public, site_groups, nat_groups, ipv6, mtu_all, per_host)
+    return LabSpec(public, site_groups, nat_groups, ipv6, mtu_all, per_host, vms, vm_memory)
 
 
 def _groups(value: Iterable[Group] | Mapping[str, int], option: str) -> tuple[Group, ...]:

@@ -25,7 +25,9 @@ from wiremesh.errors import ValidationError
 from wiremesh.lab.spec import LabSpec
 
 STATE_FILE = "lab.json"
-STATE_VERSION = 1
+STATE_VERSION = 2
+"""Version 2 added VMs (``vms``, ``taps``); a version 1 state is read as a lab without VMs."""
+STATE_VERSIONS = (1, 2)
 STATE_KIND = "wiremesh-lab"
 
 MACHINE_DIR = Path("/run/wiremesh-lab")
@@ -113,6 +115,40 @@ class HostState:
 
 
 @dataclass
+class VmState:
+    """One lab VM as recorded: its files, sockets, image and QEMU process."""
+
+    name: str
+    index: int
+    tap: str
+    underlay_ip: str
+    dir: str
+    """Its directory, relative to the lab directory (``vms/labN``)."""
+    qmp: str
+    """Its QMP monitor socket (absolute: in /run/wiremesh-lab/vm)."""
+    control: str
+    """Its ssh control socket (absolute)."""
+    image: str
+    """The key of the image its overlay is based on."""
+    qemu: ProcRef | None = None
+
+    @staticmethod
+    def from_json(value: dict[str, Any]) -> VmState:
+        """Parse one VM record."""
+        return VmState(
+            name=str(value["name"]),
+            index=int(value["index"]),
+            tap=str(value["tap"]),
+            underlay_ip=str(value["underlay_ip"]),
+            dir=str(value["dir"]),
+            qmp=str(value["qmp"]),
+            control=str(value["control"]),
+            image=str(value["image"]),
+            qemu=ProcRef.from_json(value.get("qemu")),
+        )
+
+
+@dataclass
 class LabState:
     """The intent log of one lab. Lists name what *may* exist; ``status`` says how far ``up`` got."""
 
@@ -132,6 +168,8 @@ class LabState:
     hosts: list[HostState] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     """Files and directories in ``dir`` that the lab made, relative to ``dir``."""
+    taps: list[str] = field(default_factory=list)
+    vms: list[VmState] = field(default_factory=list)
     spec: LabSpec | None = None
     """What the lab was made of (public hosts, sites, NATs, IPv6, MTUs); ``None`` in a state written
     before labs had topologies, which means ``hosts_wanted`` public hosts."""
@@ -169,6 +207,13 @@ class LabState:
                 return h
         raise KeyError(name)
 
+    def vm(self, name: str) -> VmState:
+        """The recorded VM called ``name``."""
+        for v in self.vms:
+            if v.name == name:
+                return v
+        raise KeyError(name)
+
     @staticmethod
     def exists(directory: Path) -> bool:
         """True if ``directory`` holds a lab state file."""
@@ -187,9 +232,10 @@ class LabState:
         if value.get("kind") != STATE_KIND:
             raise ValidationError(f"{path} is not a wiremesh lab state file")
         version = value.get("version")
-        if version != STATE_VERSION:
+        if version not in STATE_VERSIONS:
             raise ValidationError(
-                f"{path} has version {version}; this wiremesh understands version {STATE_VERSION}",
+                f"{path} has version {version}; this wiremesh understands versions "
+                + " and ".join(map(str, STATE_VERSIONS)),
                 hint="use the wiremesh version that created the lab to take it down",
             )
         try:
@@ -207,6 +253,8 @@ class LabState:
                 veths=[str(x) for x in value["veths"]],
                 hosts=[HostState.from_json(h) for h in value["hosts"]],
                 files=[str(x) for x in value["files"]],
+                taps=[str(x) for x in value.get("taps", [])],
+                vms=[VmState.from_json(v) for v in value.get("vms", [])],
                 spec=LabSpec.from_json(value["spec"]) if value.get("spec") is not None else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -228,7 +276,7 @@ class MachineRecord:
         """The on-disk form, versioned."""
         return {
             "kind": "wiremesh-lab-machine",
-            "version": STATE_VERSION,
+            "version": 1,
             "dir": str(self.dir),
             "boot_id": self.boot_id,
             "sysctl_saved": self.sysctl_saved,

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from wiremesh.lab import network, procs, sysctl
-from wiremesh.lab.state import STATE_FILE, LabState, MachineRecord
+from wiremesh.lab.state import STATE_FILE, LabState, MachineRecord, ProcRef
 
 
 def mount_points(mountinfo: Path = Path("/proc/self/mountinfo")) -> list[str]:
@@ -44,12 +44,37 @@ def _under(path: str, directory: Path) -> bool:
     return path == str(directory) or path.startswith(str(directory).rstrip("/") + "/")
 
 
+def vm_markers(state: LabState) -> list[str]:
+    """Strings that only the command line of one of this lab's VM processes contains: its VM
+    directory (QEMU's disks, logs) and its sockets (QEMU's monitor, the ssh control masters)."""
+    if not state.vms:
+        return []
+    from wiremesh.lab import vm
+
+    return [str(state.dir / vm.VM_DIR) + "/", str(vm.RUN_DIR / vm.token(state.dir))]
+
+
+def vm_processes(state: LabState) -> list[ProcRef]:
+    """The lab's VM processes: recorded QEMUs, and any process whose command line names the lab's
+    VM files (a QEMU started just before a crash, before it was recorded; ssh control masters)."""
+    found = [v.qemu for v in state.vms if v.qemu]
+    for pid in procs.pids_with_argument(vm_markers(state)):
+        ref = procs.ref(pid)
+        if ref and ref not in found:
+            found.append(ref)
+    return found
+
+
 def kill_processes(state: LabState) -> list[str]:
-    """SIGKILL the hosts' PID 1, then their launchers and anything still in a lab netns; check they are gone.
+    """SIGKILL the VMs, the hosts' PID 1, then their launchers and anything still in a lab netns; check
+    they are gone.
 
     PID 1 goes first and alone: its ``unshare`` parent then reaps it and exits by itself, so no PID 1 is
-    left as a zombie for the machine's init to collect.
+    left as a zombie for the machine's init to collect. A VM is killed outright too: its disk is a
+    throw-away overlay, so there is nothing to shut down cleanly.
     """
+    vms = vm_processes(state)
+    procs.kill(vms)
     inits = [h.init for h in state.hosts if h.init]
     procs.kill(inits)
     procs.wait_gone(inits, timeout=5)
@@ -62,7 +87,7 @@ def kill_processes(state: LabState) -> list[str]:
             if ref:
                 rest.append(ref)
     procs.kill(rest)
-    left = procs.wait_gone(inits + rest)
+    left = procs.wait_gone(vms + inits + rest)
     return [f"process {p.pid} is still alive after SIGKILL" for p in left]
 
 
@@ -74,7 +99,7 @@ def delete_links(state: LabState) -> list[str]:
     """
     problems: list[str] = []
     links = network.existing_links()
-    lines = [f"link del {v}" for v in state.veths if v in links]
+    lines = [f"link del {v}" for v in state.veths + state.taps if v in links]
     namespaces = network.existing_netns()
     lines += [f"netns del {n}" for n in state.netns if n in namespaces]
     lines += [f"link del {b}" for b in state.bridges if b in links]
@@ -85,7 +110,9 @@ def delete_links(state: LabState) -> list[str]:
             problems.append(str(exc))
     deadline = time.monotonic() + 5
     while True:
-        left_links = [n for n in state.veths + state.bridges if n in network.existing_links()]
+        left_links = [
+            n for n in state.veths + state.taps + state.bridges if n in network.existing_links()
+        ]
         left_ns = [n for n in state.netns if n in network.existing_netns()]
         if not (left_links or left_ns) or time.monotonic() > deadline:
             break
@@ -124,6 +151,12 @@ def remove_files(state: LabState) -> list[str]:
                 path.unlink(missing_ok=True)
         except OSError as exc:
             problems.append(f"cannot remove {path}: {exc}")
+    for v in state.vms:  # sockets outside the lab directory (see wiremesh.lab.vm.RUN_DIR)
+        for socket in (Path(v.qmp), Path(v.control)):
+            try:
+                socket.unlink(missing_ok=True)
+            except OSError as exc:
+                problems.append(f"cannot remove {socket}: {exc}")
     if problems:
         return problems  # keep the state file: it is the only record of what is left
     with contextlib.suppress(FileNotFoundError):

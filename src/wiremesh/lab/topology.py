@@ -25,6 +25,8 @@ from wiremesh.lab.layout import (
 from wiremesh.lab.spec import LabSpec
 
 Role = Literal["public", "site", "nat"]
+Kind = Literal["namespace", "vm"]
+"""What a host is: namespaces on this machine's kernel, or a QEMU virtual machine with its own."""
 
 
 @dataclass(frozen=True)
@@ -51,11 +53,17 @@ class HostPlan:
     overlay6: IPv6Address | None
     ssh_address: IPv4Address
     ssh_port: int
+    kind: Kind = "namespace"
 
     @property
     def netns(self) -> str:
-        """Its network namespace."""
+        """Its network namespace (a namespace host's; a VM has none)."""
         return layout.netns_name(self.name)
+
+    @property
+    def tap(self) -> str:
+        """A VM's network card in the root namespace: a tap on the public bridge."""
+        return layout.link_name(self.name, "tap")
 
     @property
     def underlay(self) -> IPv4Interface:
@@ -125,6 +133,16 @@ class LabPlan:
         raise KeyError(name)
 
     @property
+    def vms(self) -> tuple[HostPlan, ...]:
+        """The hosts that are VMs."""
+        return tuple(h for h in self.hosts if h.kind == "vm")
+
+    @property
+    def namespace_hosts(self) -> tuple[HostPlan, ...]:
+        """The hosts that are namespaces."""
+        return tuple(h for h in self.hosts if h.kind == "namespace")
+
+    @property
     def relay(self) -> str | None:
         """The host the inventory names as relay: the first host with a public endpoint, if there are
         NAT hosts at all (public hosts come first, so it is a public host when there is one)."""
@@ -153,7 +171,7 @@ def plan_lab(spec: LabSpec) -> LabPlan:
     hosts: list[HostPlan] = []
     index = 0
 
-    def add(role: Role, group: str | None, **where: Any) -> None:
+    def add(role: Role, group: str | None, kind: Kind = "namespace", **where: Any) -> None:
         nonlocal index
         index += 1
         name = layout.host_name(index)
@@ -174,6 +192,7 @@ def plan_lab(spec: LabSpec) -> LabPlan:
                 overlay6=OVERLAY6_CIDR[index] if spec.ipv6 else None,
                 ssh_address=where.get("ssh_address", public.ip if public else IPv4Address(0)),
                 ssh_port=where.get("ssh_port", layout.SSH_PORT),
+                kind=kind,
             )
         )
 
@@ -207,4 +226,6 @@ def plan_lab(spec: LabSpec) -> LabPlan:
         routers.append(
             RouterPlan(g.name, router_netns(g.name), wan, lan, lan_bridge(g.name), tuple(forwards))
         )
+    for _ in range(spec.vms):
+        add("public", None, "vm", public=_public(index + 1))
     return LabPlan(spec, tuple(hosts), tuple(sites), tuple(routers))

@@ -308,7 +308,9 @@ def tear_down(interface: str) -> str:
     return f"""
 rm -f {SYSCTL_FILE}
 set -u
-if [ -d /run/systemd/system ]; then systemctl disable wg-quick@{i} >/dev/null 2>&1 || true; fi
+# --now: after a reboot the unit brought the interface up and stays "active" until it is stopped
+# (wg-quick@.service has RemainAfterExit=yes); stopping it runs `wg-quick down`.
+if [ -d /run/systemd/system ]; then systemctl disable --now wg-quick@{i} >/dev/null 2>&1 || true; fi
 if ip link show dev {i} >/dev/null 2>&1; then
   wg-quick down {i} >/dev/null 2>&1 || ip link del dev {i}
 fi

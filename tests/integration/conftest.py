@@ -26,6 +26,7 @@ from wiremesh.lab.network import existing_links, existing_netns
 from wiremesh.lab.prereq import PROGRAMS, find_program
 from wiremesh.lab.state import LabState, ProcRef, machine_lock
 from wiremesh.lab.sysctl import NEIGH_LIMITS, read
+from wiremesh.lab.teardown import vm_markers, vm_processes
 
 LAB_WAIT = 300.0
 """Seconds a fixture waits for another lab on the machine (someone else's test run) to go away."""
@@ -33,7 +34,7 @@ LAB_WAIT = 300.0
 LAB_NETNS = re.compile(r"^wm-(lab\d+|nat-.+)$")
 """Hosts' and NAT routers' namespaces."""
 LAB_LINK = re.compile(r"^wm-(pub|lab\d+-.+|site-.+|lan-.+|nat-.+-[wl])$")
-"""The public bridge, hosts' veths, site bridges, NAT LAN bridges, NAT routers' veths."""
+"""The public bridge, hosts' veths and VMs' taps, site bridges, NAT LAN bridges, NAT routers' veths."""
 LAB_RANGES = [
     ip_network(n) for n in ("198.51.100.0/24", "203.0.113.0/24", "192.0.2.64/26", "192.0.2.128/25")
 ]
@@ -105,10 +106,17 @@ class LabFootprint:
     """The values the neighbour-table sysctls must have once the lab is down (the originals)."""
     root: dict[str, str | None] = field(default_factory=root_sysctls)
     """The root namespace's forwarding sysctls, which must never change."""
+    taps: list[str] = field(default_factory=list)
+    """VMs' taps (also in ``links``: checked by name as links, and here as a kind of their own)."""
+    vm_files: list[Path] = field(default_factory=list)
+    """VMs' overlays, identity disks, monitor and ssh control sockets."""
+    vm_markers: list[str] = field(default_factory=list)
+    """Strings on the command line of any VM process of the lab (QEMU, ssh control masters)."""
 
     @staticmethod
     def of(directory: Path) -> LabFootprint:
-        """Read the footprint from the lab's state file, with every process now in its namespaces."""
+        """Read the footprint from the lab's state file, with every process now in its namespaces
+        and every VM process (recorded or found by its command line)."""
         state = LabState.load(directory)
         found = [h.init for h in state.hosts if h.init] + [
             h.launcher for h in state.hosts if h.launcher
@@ -118,12 +126,25 @@ class LabFootprint:
                 ref = procs.ref(pid)
                 if ref:
                     found.append(ref)
+        found += vm_processes(state)
+        vm_files = []
+        for v in state.vms:
+            vm_dir = state.dir / v.dir
+            vm_files += [
+                vm_dir / "disk.qcow2",
+                vm_dir / "identity.tar",
+                Path(v.qmp),
+                Path(v.control),
+            ]
         return LabFootprint(
             dir=directory.absolute(),
             netns=list(state.netns),
-            links=[*state.bridges, *state.veths],
+            links=[*state.bridges, *state.veths, *state.taps],
             processes=found,
             sysctls=expected_sysctls(directory.absolute()),
+            taps=list(state.taps),
+            vm_files=vm_files,
+            vm_markers=vm_markers(state),
         )
 
 
@@ -141,8 +162,22 @@ def mounts_mentioning(text: str) -> list[str]:
     return hits
 
 
+def qemu_processes_mentioning(directory: Path) -> list[str]:
+    """QEMU processes whose command line mentions ``directory`` (a lab's VMs)."""
+    found = []
+    for pid in procs.pids_with_argument([str(directory) + "/"]):
+        try:
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if args and args[0].endswith(b"qemu-system-x86_64"):
+            found.append(f"{pid}: {b' '.join(args).decode(errors='replace')[:200]}")
+    return found
+
+
 def assert_lab_gone(footprint: LabFootprint) -> None:
-    """Check each kind of resource explicitly: namespaces, veths, bridge, mounts, processes, sysctls."""
+    """Check each kind of resource explicitly: namespaces, veths, bridge, mounts, processes, sysctls,
+    and for VMs: QEMU processes and ssh masters, taps, overlays and identity disks, sockets."""
     netns = existing_netns()
     assert not [n for n in footprint.netns if n in netns], f"netns left: {netns}"
     assert not [n for n in netns if LAB_NETNS.match(n)], f"lab netns left: {netns}"
@@ -154,6 +189,12 @@ def assert_lab_gone(footprint: LabFootprint) -> None:
         assert not mounts_mentioning(prefix), mounts_mentioning(prefix)
     alive = [p.pid for p in footprint.processes if procs.is_alive(p)]
     assert not alive, f"lab processes still alive: {alive}"
+    assert not [t for t in footprint.taps if t in links], f"taps left: {links}"
+    left = [str(p) for p in footprint.vm_files if p.exists() or p.is_symlink()]
+    assert not left, f"VM files (overlays, identity disks, sockets) left: {left}"
+    strays = procs.pids_with_argument(footprint.vm_markers)
+    assert not strays, f"VM processes (QEMU, ssh masters) still alive: {strays}"
+    assert not qemu_processes_mentioning(footprint.dir), qemu_processes_mentioning(footprint.dir)
     record = MachineRecord.load()
     assert record is None or record.dir != footprint.dir, "machine record still names the lab"
     if record is None:

@@ -10,7 +10,15 @@ import pytest
 
 from wiremesh.errors import ValidationError
 from wiremesh.lab.spec import LabSpec, make_spec
-from wiremesh.lab.state import HostState, LabState, MachineRecord, ProcRef, machine_lock
+from wiremesh.lab.state import (
+    STATE_VERSION,
+    HostState,
+    LabState,
+    MachineRecord,
+    ProcRef,
+    VmState,
+    machine_lock,
+)
 
 
 def test_state_round_trips_and_is_private(tmp_path: Path) -> None:
@@ -32,8 +40,49 @@ def test_state_round_trips_and_is_private(tmp_path: Path) -> None:
     assert loaded.host("lab2").init is None
     raw = json.loads(state.path.read_text())
     assert raw["kind"] == "wiremesh-lab"
-    assert raw["version"] == 1
+    assert raw["version"] == STATE_VERSION == 2
     assert not list(tmp_path.glob(".*.tmp"))  # the atomic write left no temporary file
+
+
+def test_state_keeps_vms_and_reads_version_1_as_a_lab_without_vms(tmp_path: Path) -> None:
+    spec = make_spec(1, vms=2)
+    state = LabState(dir=tmp_path, hosts_wanted=spec.total, spec=spec)
+    state.taps = ["wm-lab2-tap", "wm-lab3-tap"]
+    state.vms = [
+        VmState(
+            "lab2",
+            2,
+            "wm-lab2-tap",
+            "198.51.100.12",
+            "vms/lab2",
+            "/run/x.qmp",
+            "/run/x.ssh",
+            "bookworm-abc",
+            ProcRef(20, 200),
+        ),
+        VmState(
+            "lab3",
+            3,
+            "wm-lab3-tap",
+            "198.51.100.13",
+            "vms/lab3",
+            "/run/y.qmp",
+            "/run/y.ssh",
+            "bookworm-abc",
+        ),
+    ]
+    state.save()
+    loaded = LabState.load(tmp_path)
+    assert loaded == state
+    assert loaded.vm("lab3").qemu is None
+    assert loaded.topology.vms == 2
+    raw = json.loads(state.path.read_text())
+    raw["version"] = 1
+    for key in ("taps", "vms"):
+        del raw[key]
+    state.path.write_text(json.dumps(raw))
+    old = LabState.load(tmp_path)
+    assert (old.taps, old.vms) == ([], [])
 
 
 def test_state_keeps_the_topology(tmp_path: Path) -> None:

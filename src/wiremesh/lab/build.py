@@ -297,7 +297,11 @@ def _boot_vms(
             if vmmod.sshd_answers(h.ssh_address, h.ssh_port, timeout=0.5):
                 del booting[name]
                 done += 1
-                progress("booting VMs", done, total)
+                progress(
+                    f"booting VMs: {name} answers after {time.monotonic() - started:.1f} s",
+                    done,
+                    total,
+                )
             elif time.monotonic() - started > vmmod.READY_TIMEOUT:
                 raise OperationError(
                     f"VM {name} did not answer ssh within {vmmod.READY_TIMEOUT:g} s; the end of "

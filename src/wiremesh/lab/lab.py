@@ -402,11 +402,40 @@ class Lab:
             self.close_ssh(name)
             vmmod.snapshot_command(Path(v.qmp), f"loadvm {tag}", name)
 
-    def reboot(self, name: str) -> None:
-        """``systemctl reboot`` on VM ``name``; returns at once (see :meth:`wait_ssh`)."""
+    def boot_id(self, name: str, timeout: float = 30.0) -> str:
+        """The VM's boot id (``/proc/sys/kernel/random/boot_id``): a new one after every boot."""
+        return self.exec(
+            name, ["cat", "/proc/sys/kernel/random/boot_id"], timeout=timeout
+        ).stdout.strip()
+
+    def reboot(self, name: str) -> str:
+        """``systemctl reboot`` on VM ``name``; returns its boot id from before, at once (see
+        :meth:`wait_booted`)."""
         self._vm(name)
+        before = self.boot_id(name)
         self.exec(name, ["systemctl", "reboot"], check=False, timeout=30)
         self.close_ssh(name)
+        return before
+
+    def wait_booted(self, name: str, before: str, timeout: float = vmmod.READY_TIMEOUT) -> float:
+        """Wait until VM ``name`` runs a boot other than ``before`` and answers ssh; returns the
+        seconds waited. (Right after ``systemctl reboot`` the old boot's sshd may still answer.)"""
+        started = time.monotonic()
+        while True:
+            left = timeout - (time.monotonic() - started)
+            if left <= 0:
+                raise OperationError(
+                    f"{name} did not come back from its reboot within {timeout:g} s; its console:\n"
+                    + vmmod.tail(vmmod.paths(self.dir, name).console),
+                )
+            self.wait_ssh(name, timeout=left)
+            try:
+                if self.boot_id(name, timeout=min(20.0, max(left, 1.0))) != before:
+                    return time.monotonic() - started
+            except LabCommandError:
+                pass  # going down, or not quite up
+            self.close_ssh(name)
+            time.sleep(1)
 
     def wait_ssh(self, name: str, timeout: float = vmmod.READY_TIMEOUT) -> float:
         """Wait until the VM's sshd answers; returns the seconds waited."""

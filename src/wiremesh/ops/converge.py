@@ -114,7 +114,9 @@ async def _execute(
         seen = ctx.observed[name]
         assert isinstance(seen, ObservedHost)
         view = replace(seen, public_key=ctx.keys.get(name))
-        outcome = await hostops.execute(session, result.plan, wanted[name], view, mesh_name)
+        outcome = await hostops.execute(
+            session, result.plan, wanted[name], view, mesh_name, options.live_method
+        )
         return replace(result, done=outcome.done)
 
     todo = [h.node for h in mesh.hosts if h.plan is not None and not h.plan.empty]

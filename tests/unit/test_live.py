@@ -31,7 +31,7 @@ from wiremesh.model.device import ObservedDevice, ObservedPeer, PeerStats, Wante
 from wiremesh.model.device import WantedInterface as Iface
 from wiremesh.model.endpoint import Endpoint
 from wiremesh.model.keys import PublicKey
-from wiremesh.model.live import WgStep, live_steps, wg_steps
+from wiremesh.model.live import WgStep, live_steps, switch_together, wg_steps
 from wiremesh.model.names import NodeName
 from wiremesh.model.plan import diff_peers
 
@@ -340,3 +340,50 @@ def test_unchanged_peers_give_no_steps() -> None:
 
 def test_keys_are_typed() -> None:
     assert all(isinstance(k, PublicKey) for k in KEYS)
+
+
+def test_a_nat_pair_move_is_one_atomic_step_per_host_and_no_order_does_better() -> None:
+    """Why a NAT pair's move between relay and direct path is carried out as it is.
+
+    On each end the move is one insert into the other end's own peer entry: it takes the prefix off
+    the relay's entry in place, so that end never has a moment without a route. But WireGuard checks
+    a packet's source against the peer it came from, with the same table it routes with: a packet
+    crossing between the two ends' moves arrives over a path its receiver no longer (or not yet)
+    accepts. Every order of the two hosts' moves has such a moment; only doing both at once
+    (``switch_together``, one agreed instant) shrinks it to the packets in flight at that instant.
+    """
+    relay_own, five, four = _net("10.0.0.1/32"), _net("10.0.0.5/32"), _net("10.0.0.4/32")
+    on_four_before: Spec = {1: ([relay_own, five], "198.51.100.11:51820", 0), 5: ([], None, 25)}
+    on_four_after: Spec = {1: ([relay_own], "198.51.100.11:51820", 0), 5: ([five], None, 25)}
+    on_five_before: Spec = {1: ([relay_own, four], "198.51.100.11:51820", 0), 4: ([], None, 25)}
+    on_five_after: Spec = {1: ([relay_own], "198.51.100.11:51820", 0), 4: ([four], None, 25)}
+    for before, after, moving in (
+        (on_four_before, on_four_after, five),
+        (on_five_before, on_five_after, four),
+    ):
+        for incremental in (False, True):
+            changes = _plan(before, after)
+            steps = wg_steps(changes, incremental, SPARE)
+            touching = [s for s in steps if any(str(moving) in a for a in s.args)]
+            assert len(touching) == 1  # one atomic insert per end
+            wg = _model(_observed(before))
+            for step in steps:
+                wg.run(step)
+            assert all(moving in m for m in wg.moments)  # routed at every moment
+    # Packets cross between the ends: which orders of the two moves leave a moment where the ends
+    # disagree (a packet sent over one path is received by an end that accepts only the other)?
+    disagree = []
+    for order in (("lab4", "lab5"), ("lab5", "lab4")):
+        state = {"lab4": "relay", "lab5": "relay"}
+        moments = [dict(state)]
+        for end in order:
+            state[end] = "direct"
+            moments.append(dict(state))
+        disagree.append(any(m["lab4"] != m["lab5"] for m in moments))
+    assert disagree == [True, True]  # no order avoids it: hence one agreed instant for both
+    # Both ends wait for the instant, also when only one end's plan moves (the other may follow in
+    # the next round); hosts of other pairs do not.
+    move = UpdatePeer("lab4", "allowed IPs", "", "", public_key=KEYS[4], allowed_ips=(four,))
+    plans: dict[str, list[Change]] = {"lab4": [], "lab5": [move], "lab2": [], "lab3": []}
+    assert switch_together(plans, [("lab4", "lab5"), ("lab2", "lab3")]) == {"lab4", "lab5"}
+    assert switch_together({"lab2": [], "lab3": []}, [("lab2", "lab3")]) == frozenset()

@@ -23,6 +23,15 @@ never leaves a wanted prefix without its peer:
    prefixes are never removed, so they have no gap (``wg set peer X allowed-ips`` would replace all);
 6. removed peers, last: whatever of their prefixes another peer takes has moved in step 2 or 3.
 
+A NAT pair's move between its relay and the direct path (or back) cannot be lossless by order alone:
+WireGuard uses one table both to choose the peer a packet goes to and to accept a packet's source
+address from the peer it came from. When A has moved B's address to B's own entry while B still routes
+A's through the relay, A's direct packets arrive at B from a peer B does not accept A's address from,
+and B's relayed ones reach A from the relay, which A no longer accepts B's address from. Each host's
+move is atomic (step 2 and 3: no moment without a route), so what can be lost is what crosses between
+the two hosts' moves: the two hosts of a pair therefore switch at one agreed instant
+(:func:`switch_together`), and only packets in flight on the old path at that instant can be lost.
+
 New addresses are added before the peers change; routes, MTU and old addresses change after. Every
 ``ip`` step carries its own undo, and the ``wg`` steps are undone together from a snapshot of the
 running configuration (see :func:`wiremesh.remote.live.live_script`).
@@ -30,7 +39,7 @@ running configuration (see :func:`wiremesh.remote.live.live_script`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from wiremesh.model.addressing import IPNetwork
@@ -215,3 +224,23 @@ def live_steps(
     after = routes + after
     after += [_ip_step(c, interface) for c in changes if isinstance(c, SetMtu)]
     return LiveSteps(tuple(before), wg_steps(changes, incremental, spare), tuple(after))
+
+
+def switch_together(
+    plans: Mapping[str, Sequence[Change]], pairs: Iterable[tuple[str, str]]
+) -> frozenset[str]:
+    """The hosts whose ``wg`` steps must run at one agreed instant: both ends of each NAT pair whose
+    route moves between the relay and the direct path in these plans (see the module docstring)."""
+    out: set[str] = set()
+    for a, b in pairs:
+        moving = [
+            host
+            for host, other in ((a, b), (b, a))
+            if any(
+                isinstance(c, UpdatePeer) and c.setting == "allowed IPs" and c.name == other
+                for c in plans.get(host, ())
+            )
+        ]
+        if moving:
+            out.update(h for h in (a, b) if h in plans)
+    return frozenset(out)

@@ -95,13 +95,15 @@ async def execute(
     observed: ObservedHost,
     mesh: str,
     method: str = "wg-set",
+    at: float | None = None,
 ) -> Outcome:
     """Carry out ``plan`` on the host: the config file and the interface in one step (see
     :mod:`wiremesh.remote.live`), then /etc/hosts, forwarding, managed files and the service.
 
     A running interface changes peer by peer with ``wg set`` (:mod:`wiremesh.model.live`); if a step
     fails, the host undoes what it did, and the error says whether it is back as it was.
-    ``method`` is for the benchmark's references only.
+    ``method`` is for the benchmark's references only; ``at``: see
+    :func:`wiremesh.remote.live.live_script`.
     """
     interface = wanted.device.interface.name
     done: list[Change] = []
@@ -115,7 +117,7 @@ async def execute(
     live = [c for c in plan.changes if isinstance(c, LIVE)]
     steps = live_steps(live, interface, observed.incremental_wg, _spare_key())
     if write or bring_up or not steps.empty:
-        script = live_script(interface, steps, write, bring_up, method)
+        script = live_script(interface, steps, write, bring_up, method, at)
         try:
             await session.run(
                 script,

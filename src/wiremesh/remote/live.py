@@ -134,15 +134,31 @@ def _wg_line(step: WgStep) -> str:
     return f'wg set "$i" {_q(step.args)} 2>"$err" || fail {shlex.quote(step.what)}\n'
 
 
+BARRIER_MAX_S = 2.0
+"""The longest a host waits for the agreed instant (clocks that disagree must not stall an apply)."""
+
+
+def _barrier(at: float) -> str:
+    # Sleep until ``at`` (seconds since the epoch, the operator's clock; hosts are assumed NTP-synced).
+    # Without %N (busybox built without it) date prints a literal N and awk reads whole seconds.
+    return f"""d=$(date +%s.%N | awk -v t={at:.6f} -v m={BARRIER_MAX_S} '{{ d = t - $1; if (d > m) d = m;
+  if (d > 0) printf "%.6f", d }}')
+[ -n "$d" ] && sleep "$d"
+"""
+
+
 def live_script(
     interface: str,
     steps: LiveSteps,
     write: bool,
     bring_up: bool,
     method: str = "wg-set",
+    at: float | None = None,
 ) -> str:
     """The script that changes the interface and the config file of one host (config on stdin when
     ``write``). ``bring_up``: the interface does not run yet, ``wg-quick up`` starts it from the file.
+    ``at``: the ``wg`` steps start at this instant (both hosts of a NAT pair whose path moves, see
+    :func:`wiremesh.model.live.switch_together`).
     """
     if method not in METHODS:
         raise ValueError(method)
@@ -162,6 +178,8 @@ def live_script(
         parts.append(_ip_line(index, step))
     if method == "wg-set" and steps.wg:
         parts.append('wg showconf "$i" > "$snap" 2>"$err" || fail "reading the running config"\n')
+        if at is not None:
+            parts.append(_barrier(at))
         parts.append("w=1\n")
         parts += [_wg_line(step) for step in steps.wg]
     elif method == "syncconf" and (steps.wg or write):

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import tarfile
+import time
 from ipaddress import IPv4Address, IPv4Interface, IPv6Interface
 from pathlib import Path
 
@@ -255,7 +256,11 @@ def test_processes_are_found_by_an_argument() -> None:
     marker = f"wiremesh-test-marker-{os.getpid()}"
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", marker])
     try:
-        assert proc.pid in procs.pids_with_argument([marker])
+        # Popen may return (vfork) before the kernel has set up the new program's arguments.
+        deadline = time.monotonic() + 5
+        while proc.pid not in procs.pids_with_argument([marker]):
+            assert time.monotonic() < deadline, "the process was not found by its argument"
+            time.sleep(0.01)
         assert procs.pids_with_argument([]) == []
         assert os.getpid() not in procs.pids_with_argument(["python"])
     finally:

@@ -111,7 +111,7 @@ def wm_json(lab: Lab, *args: str) -> tuple[Result, dict[str, Any]]:
 def reset_namespace_host(lab: Lab, name: str) -> None:
     """Take WireGuard and everything wiremesh wrote off a namespace host (they have no snapshots)."""
     lab.exec(name, ["sh", "-c", scripts.remove_hosts_block(MESH)])
-    lab.exec(name, ["sh", "-c", scripts.tear_down("wg0")])
+    lab.exec(name, ["sh", "-c", scripts.tear_down("wg0", MESH)])
     lab.exec(name, ["sh", "-c", "rm -rf /etc/wireguard/* /run/wiremesh"])
 
 

@@ -6,11 +6,13 @@ belongs to the mesh interface and what belongs to the rest of the host.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Interface, IPv6Interface, ip_interface, ip_network
 
 from wiremesh.codec.dump import parse_dump
-from wiremesh.errors import OperationError
+from wiremesh.codec.wgquick import parse
+from wiremesh.errors import OperationError, ValidationError
 from wiremesh.model.addressing import IPNetwork
 from wiremesh.model.device import IPInterface
 from wiremesh.model.host import (
@@ -57,7 +59,13 @@ def _config(lines: list[str]) -> ManagedConfig | None:
     if not lines:
         return None
     if lines[0].strip() == "managed":
-        return ManagedConfig(True, "\n".join(lines[1:]) + "\n")
+        text = "\n".join(lines[1:]) + "\n"
+        try:
+            peers = parse(text, "the host's config").peers
+        except ValidationError:
+            peers = ()
+        endpoints = {p.public_key: p.endpoint for p in peers if p.endpoint is not None}
+        return ManagedConfig(True, text, endpoints)
     return ManagedConfig(False, None)
 
 
@@ -192,6 +200,15 @@ def parse_files(lines: list[str]) -> dict[str, FileState]:
     return out
 
 
+def parse_wg_release(lines: list[str]) -> int | None:
+    """The release date of ``wg --version`` ("wireguard-tools v1.0.20210914 - https://...")."""
+    for line in lines:
+        match = re.search(r"v\d+\.\d+\.(\d{8})\b", line)
+        if match:
+            return int(match.group(1))
+    return None
+
+
 def parse_observation(interface: str, text: str) -> ObservedHost:
     """The :class:`ObservedHost` from the observe script's output."""
     part = sections(text)
@@ -242,4 +259,6 @@ def parse_observation(interface: str, text: str) -> ObservedHost:
         other_routes=others,
         other_addresses=other_addresses,
         files=parse_files(part.get("files", [])),
+        wg_release=parse_wg_release(part.get("wgversion", [])),
+        key_file=public_key is not None,
     )

@@ -7,14 +7,18 @@ private key: the observe script hides the key field of ``wg show dump`` on the h
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network
 
 from wiremesh.model.addressing import IPNetwork
 from wiremesh.model.device import ObservedDevice, WantedDevice
+from wiremesh.model.endpoint import Endpoint
 from wiremesh.model.keys import PublicKey
 
 REQUIRED_TOOLS = ("wg", "wg-quick", "ip")
+INCREMENTAL_WG = 20250521
+"""The wireguard-tools release (v1.0.20250521) whose ``wg set`` understands ``allowed-ips +prefix``."""
 
 # Debian/Ubuntu, Fedora/RHEL, Alpine, Arch, openSUSE: the package that ships each tool.
 PACKAGES: dict[str, dict[str, str]] = {
@@ -100,6 +104,18 @@ class ManagedConfig:
 
     managed: bool
     text: str | None  # the text when managed; None for a file that is not ours
+    # the endpoint the file gives each peer (read from our file: to tell a roamed endpoint apart)
+    endpoints: Mapping[PublicKey, Endpoint] = field(default_factory=dict, compare=False)
+
+    @property
+    def mesh(self) -> str | None:
+        """The mesh named in our marker line (``... managed file: node N of mesh M``), if any."""
+        if not self.managed or not self.text:
+            return None
+        first = self.text.split("\n", 1)[0]
+        if " of mesh " not in first:
+            return None
+        return first.rsplit(" of mesh ", 1)[1].strip() or None
 
 
 @dataclass(frozen=True)
@@ -181,6 +197,10 @@ class ObservedHost:
     other_routes: tuple[OtherRoute, ...] = ()
     other_addresses: tuple[tuple[str, str], ...] = ()  # (address/prefix, device)
     files: dict[str, FileState] = field(default_factory=dict)  # the paths asked for
+    wg_release: int | None = None  # wireguard-tools release date (v1.0.20210914 -> 20210914)
+    key_file: bool = (
+        True  # the key file exists and is not empty (public_key may come from elsewhere)
+    )
 
     def missing_tools(self) -> list[str]:
         """Required tools that are not installed."""
@@ -188,6 +208,12 @@ class ObservedHost:
         if not self.kernel_module and "wireguard-go" not in self.tools:
             missing.append("wireguard-go")
         return missing
+
+    @property
+    def incremental_wg(self) -> bool:
+        """True when the host's ``wg set`` can add allowed IPs without replacing the others
+        (``allowed-ips +prefix``, wireguard-tools v1.0.20250521 and later)."""
+        return self.wg_release is not None and self.wg_release >= INCREMENTAL_WG
 
     @property
     def backend(self) -> str:
@@ -206,6 +232,7 @@ class WantedHost:
     files: tuple[ManagedFile, ...] = ()
     forwarding: tuple[bool, bool] = (False, False)  # needed for IPv4, IPv6 (relay, routed subnets)
     mesh_networks: tuple[IPNetwork, ...] = ()
+    mesh: str = "mesh"  # the mesh's name, as the config file's marker line says it
 
 
 def conflicts(observed: ObservedHost, networks: tuple[IPNetwork, ...], interface: str) -> list[str]:

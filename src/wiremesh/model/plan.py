@@ -5,9 +5,10 @@ prints itself ("add peer web-2", "endpoint of db 203.0.113.4:51820 → 198.51.10
 plan means the host is up to date and ``apply`` does no I/O on it (innernet's ``PeerDiff``,
 wireguard-tools' ``setconf.c``).
 
-Peer changes on a running interface are carried out with ``wg syncconf`` on the new config: it
-changes exactly the peers listed here and leaves the others — and their sessions — alone. What
-syncconf does not touch (addresses, MTU, routes) has records of its own, carried out with ``ip``.
+Peer changes on a running interface are carried out one by one with ``wg set``, exactly as listed
+here, in the order :mod:`wiremesh.model.live` gives them (no other peer is touched, so their
+sessions and routes stay as they are); addresses, MTU and routes have records of their own, carried
+out with ``ip``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from wiremesh.model.changes import (
     SetHostsBlock,
     SetListenPort,
     SetMtu,
+    SetPrivateKey,
     SetRoute,
     TearDown,
     UpdatePeer,
@@ -42,6 +44,7 @@ from wiremesh.model.device import (
     WantedPeer,
 )
 from wiremesh.model.endpoint import Endpoint
+from wiremesh.model.health import HANDSHAKE_FRESH_S
 from wiremesh.model.host import ObservedHost, WantedHost, conflicts
 from wiremesh.model.keys import PublicKey
 
@@ -75,12 +78,18 @@ def diff_peer(
     the peer's address from its packets (roaming), and that is not a difference.
     """
     out: list[Change] = []
+    key = observed.public_key
     if wanted.endpoint is not None and not same_endpoint(
         wanted.endpoint, observed.endpoint, resolved or {}
     ):
         out.append(
             UpdatePeer(
-                wanted.name, "endpoint", str(observed.endpoint or "(none)"), str(wanted.endpoint)
+                wanted.name,
+                "endpoint",
+                str(observed.endpoint or "(none)"),
+                str(wanted.endpoint),
+                public_key=key,
+                endpoint=wanted.endpoint,
             )
         )
     if frozenset(wanted.allowed_ips) != frozenset(observed.allowed_ips):
@@ -90,6 +99,9 @@ def diff_peer(
                 "allowed IPs",
                 _fmt_ips(observed.allowed_ips),
                 _fmt_ips(wanted.allowed_ips),
+                public_key=key,
+                allowed_ips=wanted.allowed_ips,
+                old_allowed_ips=observed.allowed_ips,
             )
         )
     if (wanted.persistent_keepalive or None) != (observed.persistent_keepalive or None):
@@ -99,8 +111,12 @@ def diff_peer(
                 "keepalive",
                 str(observed.persistent_keepalive or "off"),
                 str(wanted.persistent_keepalive or "off"),
+                public_key=key,
+                keepalive=wanted.persistent_keepalive or 0,
             )
         )
+    if observed.preshared_key:  # wiremesh sets none; one set by hand is not in the config file
+        out.append(UpdatePeer(wanted.name, "preshared key", "set", "none", public_key=key))
     return out
 
 
@@ -119,13 +135,21 @@ def diff_peers(
             continue
         current = observed.peer(peer.public_key)
         if current is None:
-            out.append(AddPeer(peer.name, peer.endpoint, peer.allowed_ips))
+            out.append(
+                AddPeer(
+                    peer.name,
+                    peer.endpoint,
+                    peer.allowed_ips,
+                    public_key=peer.public_key,
+                    keepalive=peer.persistent_keepalive,
+                )
+            )
         else:
             out.extend(diff_peer(peer, current, resolved))
     for current in observed.peers:
         if current.public_key not in wanted_keys:
             label = names.get(current.public_key, f"with key {current.public_key}")
-            out.append(RemovePeer(label))
+            out.append(RemovePeer(label, current.public_key))
     return out
 
 
@@ -150,6 +174,61 @@ def diff_interface(
     return out
 
 
+def roamed(change: Change, observed: ObservedHost) -> str | None:
+    """A note instead of an endpoint change, when setting it again would not help: our file already
+    says the wanted endpoint, and the peer answers (a fresh handshake) from another one. WireGuard
+    follows a peer's authenticated packets (roaming), so the configured endpoint is probably wrong
+    (a wrong port, say), and setting it again would only break the link until the peer's next
+    packet. Status shows the same mismatch."""
+    if not (isinstance(change, UpdatePeer) and change.setting == "endpoint"):
+        return None
+    config, device = observed.config, observed.device
+    if config is None or not config.managed or device is None or change.public_key is None:
+        return None
+    if config.endpoints.get(change.public_key) != change.endpoint:
+        return None
+    peer = device.peer(change.public_key)
+    age = peer.stats.handshake_age(observed.now) if peer is not None else None
+    if age is None or age > HANDSHAKE_FRESH_S:
+        return None
+    return (
+        f"peer {change.name}: its configured endpoint {change.new} is not the one in use, "
+        f"{change.old}, which works (handshake {age:.0f} s ago); WireGuard follows the peer's "
+        f"packets, so the configured one is probably wrong: check {change.name}'s endpoint and "
+        "listen port in the inventory"
+    )
+
+
+def create_key(observed: ObservedHost) -> CreateKey:
+    """Where a host without a key file gets its key: the running interface's key first (its peers
+    know it), else the key of the config file there, else a new one. ``observed.public_key`` is the
+    key the inventory (or the host) knew: a new key replaces it on every peer."""
+    device = observed.device
+    if device is not None and device.public_key is not None:
+        return CreateKey("interface")
+    if observed.config is not None:
+        return CreateKey("config")
+    return CreateKey("new", lost=observed.public_key is not None)
+
+
+def owner_conflicts(observed: ObservedHost, mesh: str, config_path: str) -> list[str]:
+    """The interface belongs to another mesh (its config's marker line names it): never taken over
+    without ``--force``."""
+    config = observed.config
+    owner = config.mesh if config is not None else None
+    if owner is None or owner == mesh:
+        return []
+    return [
+        f"{config_path} belongs to mesh {owner!r}, not {mesh!r}: applying would take its "
+        "interface over"
+    ]
+
+
+def key_path(config_path: str) -> str:
+    """The host's key file beside its config (``/etc/wireguard/wg0.conf`` → ``wg0.key``)."""
+    return config_path.removesuffix(".conf") + ".key"
+
+
 def plan_host(
     node: str,
     wanted: WantedHost,
@@ -160,9 +239,9 @@ def plan_host(
 ) -> HostPlan:
     """Everything to change on one reachable host. ``names`` names peers by key for removals."""
     changes: list[Change] = []
-    if observed.public_key is None:
-        adopt = observed.config is not None and not observed.config.managed
-        changes.append(CreateKey(adopt_from_config=adopt))
+    notes: list[str] = []  # things left alone on purpose, for the user to know
+    if not observed.key_file:
+        changes.append(create_key(observed))
     config = observed.config
     if config is None:
         changes.append(WriteConfig(config_path, "new"))
@@ -181,7 +260,18 @@ def plan_host(
     else:
         if not observed.link_up:
             changes.append(LinkUp(wanted.device.interface.name))
-        changes += diff_peers(wanted.device, device, names, resolved)
+        if (
+            observed.public_key is not None
+            and device.public_key is not None
+            and device.public_key != observed.public_key
+        ):
+            changes.append(SetPrivateKey(key_path(config_path)))
+        for change in diff_peers(wanted.device, device, names, resolved):
+            note = roamed(change, observed)
+            if note is None:
+                changes.append(change)
+            else:
+                notes.append(note)
         added = [r.network for r in observed.routes if r.protocol != "kernel"]
         changes += diff_interface(wanted, device, added)
     if wanted.hosts_block and observed.hosts_block != wanted.hosts_block:
@@ -192,7 +282,6 @@ def plan_host(
     need6 = v6 and not observed.forwarding[1]
     if need4 or need6:
         changes.append(EnableForwarding(need4, need6))
-    notes: list[str] = []
     for file in wanted.files:
         state = observed.files.get(file.path)
         if state is None or not state.exists:
@@ -203,7 +292,8 @@ def plan_host(
             changes.append(WriteFile(file.path, "changed"))
     if observed.systemd and not observed.service_enabled:
         changes.append(EnableService(wanted.device.interface.name))
-    found = conflicts(observed, wanted.mesh_networks, wanted.device.interface.name)
+    found = owner_conflicts(observed, wanted.mesh, config_path)
+    found += conflicts(observed, wanted.mesh_networks, wanted.device.interface.name)
     return HostPlan(node, tuple(changes), tuple(found), tuple(notes))
 
 
@@ -222,6 +312,7 @@ __all__ = [
     "SetHostsBlock",
     "SetListenPort",
     "SetMtu",
+    "SetPrivateKey",
     "SetRoute",
     "TearDown",
     "UpdatePeer",

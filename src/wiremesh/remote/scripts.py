@@ -60,6 +60,8 @@ export LC_ALL=C PATH="$PATH:/usr/sbin:/sbin:/usr/local/sbin"
 s() {{ echo "{SECTION}$1"; }}
 s tools
 for c in wg wg-quick ip wireguard-go systemctl; do command -v "$c" >/dev/null 2>&1 && echo "$c"; done
+s wgversion
+wg --version 2>/dev/null
 s os
 ( . /etc/os-release 2>/dev/null; echo "${{ID:-unknown}} ${{ID_LIKE:-}}" )
 s kernel
@@ -80,9 +82,10 @@ if [ -f {conf} ]; then
        m && tolower($0) !~ /^[ \t]*privatekey[ \t]*=/' {conf}
 fi
 s dump
-# Hide the private key (interface line) and preshared keys (peer lines) before they leave the host.
+# Hide the private key (interface line) and preshared keys (peer lines) before they leave the host;
+# only whether a peer has a preshared key is told ("(none)" stays as it is).
 wg show {i} dump 2>/dev/null | awk -F '\t' 'BEGIN {{ OFS = "\t" }}
-  NR == 1 {{ $1 = "(hidden)" }} NR > 1 {{ $2 = "(hidden)" }} {{ print }}'
+  NR == 1 {{ $1 = "(hidden)" }} NR > 1 && $2 != "(none)" {{ $2 = "(hidden)" }} {{ print }}'
 s links
 ip -o link show 2>/dev/null
 s addrs
@@ -122,96 +125,35 @@ s end
 
 
 def ensure_key(interface: str) -> str:
-    """Make the private key on the host if it has none, and print only the public key.
+    """Make the private key file on the host if it has none, and print only the public key.
 
-    A config may already hold the host's key (an imported mesh, or our own config whose key file
-    was lost): then that key is copied into the key file, on the host, so that peers need not change.
+    Where the key comes from, in order: the running interface (its peers know that key: a lost key
+    file is recovered from it), the config file (an imported mesh, or our own config whose key file
+    was lost), else a new key. All on the host; the key is never printed or sent.
     """
     conf, key = paths(interface)
+    i = shlex.quote(interface)
     return f"""
 set -eu
 umask 077
 mkdir -p {WG_DIR}
 if [ ! -s {key} ]; then
-  tmp={key}.wiremesh-tmp
-  if [ -f {conf} ]; then
+  tmp={key}.wiremesh-new.$$
+  trap 'rm -f "$tmp"' EXIT
+  k=$(wg show {i} private-key 2>/dev/null || true)
+  case "$k" in ""|"(none)") ;; *) printf '%s\\n' "$k" > "$tmp" ;; esac
+  k=
+  if [ ! -s "$tmp" ] && [ -f {conf} ]; then
     awk -F '=' 'tolower($1) ~ /^[ \\t]*privatekey[ \\t]*$/ {{
       v = $0; sub(/^[^=]*=[ \\t]*/, "", v); sub(/[ \\t#].*$/, "", v); print v; exit }}' {conf} > "$tmp"
   fi
   if [ ! -s "$tmp" ]; then wg genkey > "$tmp"; fi
+  wg pubkey < "$tmp" > /dev/null  # a valid key, or fail before it replaces anything
   chmod 600 "$tmp"
   mv "$tmp" {key}
 fi
 wg pubkey < {key}
 """
-
-
-def write_config(interface: str) -> str:
-    """Replace the config with stdin plus the host's private key, atomically (0600); keep the
-    previous config for rollback.
-
-    The ``PrivateKey`` line is added here, on the host, from the key file (awk reads the file: the
-    key never appears on a command line). A config that was not ours is kept once as
-    ``<iface>.conf.orig`` (never overwritten later).
-    """
-    conf, key = paths(interface)
-    return f"""
-set -eu
-umask 077
-mkdir -p {WG_DIR}
-tmp={conf}.wiremesh-tmp
-cat > "$tmp.in"
-awk 'NR == FNR {{ k = $0; next }} {{ print }} /^\\[Interface\\]/ && !d {{ print "PrivateKey = " k; d = 1 }}' \
-  {key} "$tmp.in" > "$tmp"
-rm -f "$tmp.in"
-chmod 600 "$tmp"
-if [ -f {conf} ]; then
-  if ! head -n 1 {conf} | grep -q '^{MANAGED_MARKER}' && [ ! -e {conf}.orig ]; then
-    cp -p {conf} {conf}.orig
-  fi
-  cp -p {conf} {conf}.wiremesh-prev
-fi
-mv "$tmp" {conf}
-"""
-
-
-def bring_up(interface: str) -> str:
-    """First bring-up. wg-quick falls back to wireguard-go where the kernel has no module."""
-    return f"wg-quick up {shlex.quote(interface)}"
-
-
-def sync(interface: str) -> str:
-    """Change peers of the running interface to match the config, without a restart.
-
-    ``wg syncconf`` (wg(8)) reads the running configuration and changes only what differs: peers
-    that are unchanged keep their sessions.
-    """
-    i = shlex.quote(interface)
-    return f"""
-set -eu
-umask 077
-mkdir -p /run/wiremesh
-wg-quick strip {i} > /run/wiremesh/{i}.stripped
-wg syncconf {i} /run/wiremesh/{i}.stripped
-rm -f /run/wiremesh/{i}.stripped
-"""
-
-
-def rollback(interface: str, was_up: bool) -> str:
-    """Put the previous config back and load it (used when the new one failed to load)."""
-    conf, _ = paths(interface)
-    i = shlex.quote(interface)
-    load = sync(interface) if was_up else f"wg-quick down {i} 2>/dev/null || true"
-    return f"""
-set -u
-if [ -f {conf}.wiremesh-prev ]; then mv {conf}.wiremesh-prev {conf}; else rm -f {conf}; fi
-{load}
-"""
-
-
-def ip_command(args: list[str]) -> str:
-    """One ``ip`` command."""
-    return "ip " + " ".join(shlex.quote(a) for a in args)
 
 
 def _drop_block(mesh: str) -> str:
@@ -236,7 +178,7 @@ def write_hosts_block(mesh: str) -> str:
     return f"""
 set -eu
 umask 022
-new=/etc/.hosts.wiremesh-tmp
+new=/etc/.hosts.wiremesh-new.$$
 {{ {_drop_block(mesh)} /etc/hosts 2>/dev/null || true
   echo {shlex.quote(begin)}
   cat
@@ -252,7 +194,7 @@ def remove_hosts_block(mesh: str) -> str:
 set -eu
 umask 022
 grep -qxF {shlex.quote(begin)} /etc/hosts 2>/dev/null || exit 0
-new=/etc/.hosts.wiremesh-tmp
+new=/etc/.hosts.wiremesh-new.$$
 {_drop_block(mesh)} /etc/hosts > $new
 {_replace_hosts("$new")}
 """
@@ -272,8 +214,8 @@ sysctl -q {now}
 mkdir -p /etc/sysctl.d
 {{ echo '# wiremesh: managed file (forwarding for relays and routed subnets)'
   grep -v '^#' {SYSCTL_FILE} 2>/dev/null | grep -v -e '^$' {" ".join(f"-e '^{k} '" for k in keys)} || true
-  printf '{settings}\n'; }} > {SYSCTL_FILE}.wiremesh-tmp
-mv {SYSCTL_FILE}.wiremesh-tmp {SYSCTL_FILE}
+  printf '{settings}\n'; }} > {SYSCTL_FILE}.wiremesh-new.$$
+mv {SYSCTL_FILE}.wiremesh-new.$$ {SYSCTL_FILE}
 """
 
 
@@ -281,11 +223,12 @@ def write_file(path: str, mode: int) -> str:
     """Write stdin to ``path`` atomically with ``mode``, creating its directory (0755)."""
     directory = shlex.quote(path.rsplit("/", 1)[0] or "/")
     target = shlex.quote(path)
-    tmp = shlex.quote(path + ".wiremesh-tmp")
+    tmp = shlex.quote(path + ".wiremesh-new") + ".$$"
     return f"""
 set -eu
 umask 077
 mkdir -p {directory}
+trap 'rm -f {tmp}' EXIT
 cat > {tmp}
 chmod {mode:o} {tmp}
 mv {tmp} {target}
@@ -297,17 +240,24 @@ def enable_service(interface: str) -> str:
     return f"systemctl enable wg-quick@{shlex.quote(interface)} >/dev/null 2>&1"
 
 
-def tear_down(interface: str) -> str:
+def tear_down(interface: str, mesh: str = "mesh") -> str:
     """Take a removed node out: interface down, service disabled, our files removed.
 
     Forwarding is left as it is at runtime (other things may rely on it); only our sysctl file goes,
-    so it is off again after the next reboot. The /etc/hosts block is removed by its own step.
+    so it is off again after the next reboot. The /etc/hosts block is removed by its own step. An
+    interface whose config names another mesh is not ours to take down: the script refuses (exit 4),
+    also when the plan missed it (another run changed the host since).
     """
     conf, key = paths(interface)
     i = shlex.quote(interface)
+    other = shlex.quote(f" of mesh {mesh}")
     return f"""
-rm -f {SYSCTL_FILE}
 set -u
+if [ -f {conf} ] && head -n 1 {conf} | grep -q ' of mesh ' && ! head -n 1 {conf} | grep -qF {other}; then
+  echo "{conf} belongs to another mesh: $(head -n 1 {conf})" >&2
+  exit 4
+fi
+rm -f {SYSCTL_FILE}
 # --now: after a reboot the unit brought the interface up and stays "active" until it is stopped
 # (wg-quick@.service has RemainAfterExit=yes); stopping it runs `wg-quick down`.
 if [ -d /run/systemd/system ]; then systemctl disable --now wg-quick@{i} >/dev/null 2>&1 || true; fi

@@ -395,12 +395,20 @@ class Lab:
             vmmod.snapshot_command(Path(v.qmp), f"savevm {tag}", name)
 
     def loadvm(self, tag: str, names: Iterable[str] | None = None) -> None:
-        """Put the VMs (all, or ``names``) back into snapshot ``tag``, in under a second each; they
-        run on from there (their clocks too: the guest's time is the host's again)."""
-        for name in self._vm_names(names):
+        """Put the VMs (all, or ``names``) back into snapshot ``tag``, in under a second each, and
+        set their clocks to this machine's time.
+
+        A restored guest's clock reads the time of the snapshot (its RAM, clock state included, is
+        the snapshot's); left so, its handshake ages would be off and a peer that saw its later
+        handshakes would reject the new ones as replays (WireGuard's TAI64N timestamps).
+        """
+        names = self._vm_names(names)
+        for name in names:
             v = self._vm(name)
             self.close_ssh(name)
             vmmod.snapshot_command(Path(v.qmp), f"loadvm {tag}", name)
+        for name in names:
+            self.exec(name, ["date", "-s", f"@{time.time():.3f}"], timeout=30)
 
     def boot_id(self, name: str, timeout: float = 30.0) -> str:
         """The VM's boot id (``/proc/sys/kernel/random/boot_id``): a new one after every boot."""

@@ -43,7 +43,7 @@ from wiremesh.model.nft import (
     set_name,
 )
 from wiremesh.model.policy.ports import PortSpec, Probe, Proto
-from wiremesh.model.policy.resolve import ResolvedPolicy, node_sources, resolve
+from wiremesh.model.policy.resolve import ResolvedPolicy, resolve
 from wiremesh.model.policy.rules import Action
 
 ESTABLISHED = frozenset({"established", "related"})
@@ -73,7 +73,7 @@ def _port_match(spec: PortSpec, family: int) -> NftRule:
 def _elements(resolved: ResolvedPolicy, ref: str, family: int) -> frozenset[Element]:
     out: set[Element] = set()
     for name in resolved.of(ref):
-        out.update(net for net in node_sources(resolved.node(name)) if net.version == family)
+        out.update(net for net in resolved.sources[name] if net.version == family)
     return frozenset(out)
 
 

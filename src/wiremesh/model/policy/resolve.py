@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from ipaddress import IPv4Address, IPv4Network, IPv6Network
 
 from wiremesh.errors import ValidationError
@@ -60,12 +61,21 @@ class ResolvedPolicy:
         except KeyError:
             raise ValidationError(f"policy: unknown group or node {ref!r}") from None
 
+    @cached_property
+    def _by_name(self) -> dict[str, Node]:
+        return {node.name: node for node in self.nodes}
+
+    @cached_property
+    def sources(self) -> dict[str, tuple[IPNetwork, ...]]:
+        """Each node's source networks (:func:`node_sources`), computed once."""
+        return {node.name: node_sources(node) for node in self.nodes}
+
     def node(self, name: str) -> Node:
         """The node called ``name``."""
-        for node in self.nodes:
-            if node.name == name:
-                return node
-        raise ValidationError(f"policy: no node named {name!r}")
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise ValidationError(f"policy: no node named {name!r}") from None
 
 
 def node_sources(node: Node) -> tuple[IPNetwork, ...]:

@@ -28,7 +28,8 @@ _BASE = re.compile(r"^type (\w+) hook (\w+) priority (\w+); policy (\w+);$")
 
 
 def _rule(line: str) -> NftRule:
-    words = [w[1:-1] if w.startswith('"') else w for w in _TOKEN.findall(line)]
+    tokens: list[str] = _TOKEN.findall(line)
+    words = [w[1:-1] if w.startswith('"') else w for w in tokens]
     fields: dict[str, object] = {}
     i = 0
 

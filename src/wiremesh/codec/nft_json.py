@@ -148,6 +148,9 @@ def _rule(body: dict[str, Any]) -> ObservedRule:
     handle = body.get("handle") if isinstance(body.get("handle"), int) else None
     fields: dict[str, Any] = {}
     packets = nbytes = None
+    for expr in exprs if isinstance(exprs, list) else []:
+        if isinstance(expr, dict) and isinstance(expr.get("counter"), dict):
+            packets, nbytes = expr["counter"].get("packets"), expr["counter"].get("bytes")
     try:
         if (
             not isinstance(exprs, list)
@@ -173,14 +176,13 @@ def _rule(body: dict[str, Any]) -> ObservedRule:
                 _match(value, fields)
             elif key == "counter" and isinstance(value, dict) and "counter" not in fields:
                 fields["counter"] = True
-                packets, nbytes = value.get("packets"), value.get("bytes")
             else:
                 raise _Unknown
         if comment is not None:
             fields["comment"] = comment
         return ObservedRule(NftRule(**fields), text, handle, packets, nbytes)
     except (_Unknown, ValueError, TypeError):
-        return ObservedRule(None, text, handle)
+        return ObservedRule(None, text, handle, packets, nbytes)
 
 
 def _element(value: Any) -> Element:

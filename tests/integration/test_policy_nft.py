@@ -11,7 +11,7 @@ import random
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from ipaddress import IPv4Address
 from typing import Any
 
@@ -102,6 +102,13 @@ def observe(host: NsHost) -> ObservedTable | None:
     return state.table
 
 
+def present(host: NsHost) -> ObservedTable:
+    """Our table on ``host``, which must be there."""
+    table = observe(host)
+    assert table is not None
+    return table
+
+
 def load(host: NsHost, text: str) -> None:
     """Load a transaction with the load snippet."""
     host.ok(nft.load(IF), text)
@@ -164,7 +171,7 @@ def test_element_only_transaction_keeps_every_rule(clean: NsHost) -> None:
     )
     load(clean, render(firewall(before, "db-1")))
     clean.ok("nft list table inet wiremesh > /dev/null")
-    rules_before = [(r.handle, r.text) for c in observe(clean).chains for r in c.rules]  # type: ignore[union-attr]
+    rules_before = [(r.handle, r.text) for c in present(clean).chains for r in c.rules]
     wanted = firewall(after, "db-1")
     changes = diff(wanted, observe(clean))
     assert element_only(changes), [c.describe() for c in changes]
@@ -175,9 +182,9 @@ def test_element_only_transaction_keeps_every_rule(clean: NsHost) -> None:
     text = transaction(wanted, observe(clean), changes)
     assert text is not None and "delete table" not in text
     load(clean, text)
-    observed = observe(clean)
+    observed = present(clean)
     assert diff(wanted, observed) == []
-    rules_after = [(r.handle, r.text) for c in observed.chains for r in c.rules]  # type: ignore[union-attr]
+    rules_after = [(r.handle, r.text) for c in observed.chains for r in c.rules]
     assert rules_after == rules_before
 
 
@@ -266,10 +273,10 @@ def test_boot_hook_loads_the_table_and_fails_closed(clean: NsHost) -> None:
     assert observe(clean) is None
 
 
-def _wait_until(check: object, seconds: float) -> None:
+def _wait_until(check: Callable[[], bool], seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
+        if check():
             return
         time.sleep(0.2)
     raise AssertionError("timed out")

@@ -127,6 +127,9 @@ def compile_host(
                     )
     if deny_default:
         rules.append(NftRule(counter=True, verdict="drop", comment=DEFAULT_DENY_COMMENT))
+    else:
+        while rules[-1].verdict == "accept" and len(rules) > 1:
+            rules.pop()  # accepts after the last drop change nothing when the default allows
     chains = [
         NftChain(
             INPUT,

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from functools import lru_cache
 
 from wiremesh.model.changes import Change
 from wiremesh.model.nft import (
@@ -98,7 +99,10 @@ def render_rule(rule: NftRule) -> str:
     return " ".join(parts)
 
 
-def _render_set(item: NftSet) -> list[str]:
+@lru_cache(maxsize=1024)
+def _render_set(item: NftSet) -> tuple[str, ...]:
+    """A set's lines. Cached: the same group's set is on many hosts (a frozenset keeps its hash,
+    so looking a set up costs nothing next to writing a thousand addresses)."""
     kind = {4: "ipv4_addr", 6: "ipv6_addr"}[item.family]
     lines = [
         f"\tset {_checked(_IDENT, item.name, 'set name')} {{",
@@ -110,7 +114,7 @@ def _render_set(item: NftSet) -> list[str]:
         rows = [", ".join(texts[i : i + _PER_LINE]) for i in range(0, len(texts), _PER_LINE)]
         lines.append("\t\telements = { " + ",\n\t\t\t     ".join(rows) + " }")
     lines.append("\t}")
-    return lines
+    return tuple(lines)
 
 
 def _render_chain(chain: NftChain) -> list[str]:
@@ -131,7 +135,7 @@ def _render_chain(chain: NftChain) -> list[str]:
 def render_table(table: NftTable) -> str:
     """``table inet wiremesh { ... }`` in the layout ``nft list table`` uses."""
     lines = [f"table {FAMILY} {TABLE} {{"]
-    blocks = [_render_set(s) for s in table.sets] + [_render_chain(c) for c in table.chains]
+    blocks = [list(_render_set(s)) for s in table.sets] + [_render_chain(c) for c in table.chains]
     for index, block in enumerate(blocks):
         if index:
             lines.append("")

@@ -71,10 +71,8 @@ def _port_match(spec: PortSpec, family: int) -> NftRule:
 
 
 def _elements(resolved: ResolvedPolicy, ref: str, family: int) -> frozenset[Element]:
-    out: set[Element] = set()
-    for name in resolved.of(ref):
-        out.update(net for net in resolved.sources[name] if net.version == family)
-    return frozenset(out)
+    """The source networks of ``ref`` in one family (the same on every host: computed once)."""
+    return resolved.source_set(ref, family)
 
 
 def guard_ports(resolved: ResolvedPolicy, node: NodeName) -> tuple[PortSpec, ...]:

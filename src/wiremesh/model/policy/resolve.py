@@ -70,6 +70,21 @@ class ResolvedPolicy:
         """Each node's source networks (:func:`node_sources`), computed once."""
         return {node.name: node_sources(node) for node in self.nodes}
 
+    def source_set(self, ref: str, family: int) -> frozenset[IPNetwork]:
+        """The source networks of ``ref``'s members in one family (memoised per policy)."""
+        key = (ref, family)
+        cache = self._source_sets
+        if key not in cache:
+            sources = self.sources
+            cache[key] = frozenset(
+                net for name in self.of(ref) for net in sources[name] if net.version == family
+            )
+        return cache[key]
+
+    @cached_property
+    def _source_sets(self) -> dict[tuple[str, int], frozenset[IPNetwork]]:
+        return {}
+
     def node(self, name: str) -> Node:
         """The node called ``name``."""
         try:

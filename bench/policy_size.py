@@ -37,9 +37,16 @@ from wiremesh.model.policy.ports import PortSpec
 from wiremesh.model.policy.rules import Action, Policy, Rule
 
 
-def _rule(index: int, sources: str, targets: str, ports: Sequence[str], **kw: object) -> Rule:
+def _rule(
+    index: int,
+    sources: str,
+    targets: str,
+    ports: Sequence[str],
+    action: Action = Action.ALLOW,
+    overlay_only: bool = False,
+) -> Rule:
     specs = tuple(PortSpec.parse(p, "ports") for p in ports)
-    return Rule((sources,), (targets,), specs, origin=f"rule {index}", **kw)  # type: ignore[arg-type]
+    return Rule((sources,), (targets,), specs, action, overlay_only, origin=f"rule {index}")
 
 
 POLICY = Policy(

@@ -18,20 +18,30 @@ Printed per kind of host (the largest host of each kind): the transaction's size
 its set elements, and, for comparison, how many rules the same policy would take without sets (one
 rule per source network and port). Set elements grow with N; rules do not. Also the time to compile
 and render every host's table.
+
+With ``--nft`` (root), the largest table of each N is also loaded with the real nft into a throwaway
+network namespace (deleted afterwards): the time of ``nft -c -f`` (check), of ``nft -f`` (the full
+replacement: into an empty namespace, then over itself) and of an element-only
+transaction adding one node to a group, each the median of 5 runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import secrets
+import statistics
+import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
-from wiremesh.codec.nftables import render
+from wiremesh.codec.nftables import element_transaction, render
 from wiremesh.model.inventory import Inventory, MeshSettings, Node, validate
 from wiremesh.model.names import NodeName
 from wiremesh.model.nft import HostFirewall
+from wiremesh.model.nft_diff import AddElements
 from wiremesh.model.policy.compile import compile_inventory
 from wiremesh.model.policy.ports import PortSpec
 from wiremesh.model.policy.rules import Action, Policy, Rule
@@ -125,7 +135,39 @@ def size(fw: HostFirewall, node: Node) -> Size:
     return Size(kind(node), len(render(fw).encode()), table.rule_count, table.element_count, flat)
 
 
-def report(count: int) -> None:
+def _nft(netns: str, text: str, *args: str) -> float:
+    started = time.perf_counter()
+    subprocess.run(
+        ["ip", "netns", "exec", netns, "nft", *args, "-f", "-"], input=text, text=True, check=True
+    )
+    return time.perf_counter() - started
+
+
+def load_times(fw: HostFirewall) -> str:
+    """Median seconds of nft check, full load, and an element-only change, in a throwaway netns."""
+    netns = f"wm-bench-{secrets.token_hex(4)}"
+    subprocess.run(["ip", "netns", "add", netns], check=True)
+    try:
+        text = render(fw)
+        biggest = max(fw.table.sets, key=lambda s: len(s.elements))
+        add = AddElements(biggest.name, biggest.label, (IPv4Network("10.255.255.1/32"),))
+        if biggest.family == 6:
+            add = AddElements(biggest.name, biggest.label, (IPv6Network("fd00:ffff::1/128"),))
+        elements = element_transaction([add])
+        remove = elements.replace("add element", "delete element")
+        check = statistics.median(_nft(netns, text, "-c") for _ in range(5))
+        full = statistics.median(_nft(netns, text) for _ in range(5))
+        adds = []
+        for _ in range(5):
+            adds.append(_nft(netns, elements))
+            _nft(netns, remove)  # untimed: back to the compiled table
+        one = statistics.median(adds)
+        return f"nft -c {check * 1000:.0f} ms, nft -f {full * 1000:.0f} ms, one element {one * 1000:.0f} ms"
+    finally:
+        subprocess.run(["ip", "netns", "del", netns], check=False)
+
+
+def report(count: int, with_nft: bool = False) -> None:
     """Print the figures for a mesh of ``count`` nodes."""
     inventory = mesh(count)
     started = time.perf_counter()
@@ -151,15 +193,22 @@ def report(count: int) -> None:
             f"  {item.kind:<26} {item.bytes:>9,} {item.rules:>6} {item.elements:>9,} "
             f"{item.without_sets:>15,}"
         )
+    if with_nft:
+        fws = [fw for fw in firewalls.values() if fw is not None]
+        fw = max(fws, key=lambda f: len(texts[f.node]))
+        print(f"  largest table ({fw.node}) with the real nft: {load_times(fw)}")
 
 
 def main() -> None:
     """Parse the arguments and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="30,1000", help="comma-separated mesh sizes")
+    parser.add_argument("--nft", action="store_true", help="also time real nft loads (root)")
     args = parser.parse_args()
+    if args.nft and os.geteuid() != 0:
+        parser.error("--nft needs root (it makes a throwaway network namespace)")
     for count in (int(s) for s in args.sizes.split(",")):
-        report(count)
+        report(count, args.nft)
 
 
 if __name__ == "__main__":

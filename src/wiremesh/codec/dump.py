@@ -2,8 +2,8 @@
 
 The interface line is ``private-key public-key listen-port fwmark``; each peer line is ``public-key
 preshared-key endpoint allowed-ips latest-handshake transfer-rx transfer-tx persistent-keepalive``.
-The observe script replaces the private and preshared keys with ``(hidden)`` on the host, so they
-never reach the operator; this parser accepts that.
+The observe script replaces the private key, and any preshared key that is set, with ``(hidden)`` on
+the host, so they never reach the operator; a preshared key that is not set stays ``(none)``.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ def parse_dump(name: str, text: str) -> ObservedDevice | None:
                     allowed_ips=_allowed(f[3]),
                     persistent_keepalive=_keepalive(f[7]),
                     stats=PeerStats(int(f[4]), int(f[5]), int(f[6])),
+                    preshared_key=f[1] != "(none)",
                 )
             )
     except (IndexError, ValueError, ValidationError) as exc:

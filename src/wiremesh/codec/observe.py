@@ -6,6 +6,7 @@ belongs to the mesh interface and what belongs to the rest of the host.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Interface, IPv6Interface, ip_interface, ip_network
 
@@ -192,6 +193,15 @@ def parse_files(lines: list[str]) -> dict[str, FileState]:
     return out
 
 
+def parse_wg_release(lines: list[str]) -> int | None:
+    """The release date of ``wg --version`` ("wireguard-tools v1.0.20210914 - https://...")."""
+    for line in lines:
+        match = re.search(r"v\d+\.\d+\.(\d{8})\b", line)
+        if match:
+            return int(match.group(1))
+    return None
+
+
 def parse_observation(interface: str, text: str) -> ObservedHost:
     """The :class:`ObservedHost` from the observe script's output."""
     part = sections(text)
@@ -242,4 +252,5 @@ def parse_observation(interface: str, text: str) -> ObservedHost:
         other_routes=others,
         other_addresses=other_addresses,
         files=parse_files(part.get("files", [])),
+        wg_release=parse_wg_release(part.get("wgversion", [])),
     )

@@ -43,7 +43,7 @@ class KeyFile:
     """The key stays in a file on the host; the host adds the ``PrivateKey`` line to the config.
 
     The operator never holds the key: the text rendered here has no ``PrivateKey`` line, and the
-    host's write step inserts it from ``path`` (see :func:`wiremesh.remote.scripts.write_config`).
+    host's write step inserts it from ``path`` (see :mod:`wiremesh.remote.live`).
     The key must be in the file itself, not loaded by a PostUp: ``wg setconf``/``wg syncconf`` of a
     config without ``PrivateKey`` clears the interface's key (wg(8) config.c sets
     WGDEVICE_HAS_PRIVATE_KEY for every non-append config), which would break every session.

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from wiremesh.model.addressing import IPNetwork
 from wiremesh.model.device import IPInterface
 from wiremesh.model.endpoint import Endpoint
+from wiremesh.model.keys import PublicKey
 
 
 @dataclass(frozen=True)
@@ -77,12 +78,14 @@ class LinkUp(Change):
 
 @dataclass(frozen=True)
 class AddPeer(Change):
-    """A peer that is wanted but not configured."""
+    """A peer that is wanted but not configured (``public_key`` is None while it is being made)."""
 
     name: str
     endpoint: Endpoint | None
     allowed_ips: tuple[IPNetwork, ...]
     key_known: bool = True
+    public_key: PublicKey | None = None
+    keepalive: int | None = None
 
     def describe(self) -> str:
         where = f" at {self.endpoint}" if self.endpoint else ""
@@ -95,6 +98,7 @@ class RemovePeer(Change):
     """A configured peer that is no longer wanted."""
 
     name: str
+    public_key: PublicKey | None = None
 
     def describe(self) -> str:
         return f"remove peer {self.name}"
@@ -102,15 +106,39 @@ class RemovePeer(Change):
 
 @dataclass(frozen=True)
 class UpdatePeer(Change):
-    """One setting of a configured peer differs."""
+    """One setting of a configured peer differs.
+
+    ``setting`` is one of :data:`PEER_SETTINGS`; ``old`` and ``new`` are for people, the typed
+    fields after them are what apply sets: ``endpoint``, ``allowed_ips`` (the whole wanted list, with
+    ``old_allowed_ips`` as observed), ``keepalive`` (0 = off), or nothing for "preshared key" (which
+    wiremesh does not use: a key found on the interface is cleared).
+    """
 
     name: str
     setting: str
     old: str
     new: str
+    public_key: PublicKey | None = None
+    endpoint: Endpoint | None = None
+    allowed_ips: tuple[IPNetwork, ...] = ()
+    old_allowed_ips: tuple[IPNetwork, ...] = ()
+    keepalive: int = 0
 
     def describe(self) -> str:
         return f"{self.setting} of {self.name}: {self.old} → {self.new}"
+
+
+PEER_SETTINGS = ("endpoint", "allowed IPs", "keepalive", "preshared key")
+
+
+@dataclass(frozen=True)
+class SetPrivateKey(Change):
+    """The running interface has another private key than the host's key file: load the file's."""
+
+    path: str
+
+    def describe(self) -> str:
+        return f"load the private key from {self.path} (the running interface has another key)"
 
 
 @dataclass(frozen=True)
@@ -126,7 +154,7 @@ class SetAddress(Change):
 
 @dataclass(frozen=True)
 class SetListenPort(Change):
-    """Change the UDP listen port (carried out by ``wg syncconf`` with the new config)."""
+    """Change the UDP listen port (``wg set <iface> listen-port``)."""
 
     old: int | None
     new: int

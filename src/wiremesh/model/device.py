@@ -83,6 +83,7 @@ class ObservedPeer:
     allowed_ips: tuple[IPNetwork, ...]
     persistent_keepalive: int | None
     stats: PeerStats
+    preshared_key: bool = False  # one is set (the key itself never leaves the host)
 
 
 @dataclass(frozen=True)

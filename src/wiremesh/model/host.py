@@ -15,6 +15,8 @@ from wiremesh.model.device import ObservedDevice, WantedDevice
 from wiremesh.model.keys import PublicKey
 
 REQUIRED_TOOLS = ("wg", "wg-quick", "ip")
+INCREMENTAL_WG = 20250521
+"""The wireguard-tools release (v1.0.20250521) whose ``wg set`` understands ``allowed-ips +prefix``."""
 
 # Debian/Ubuntu, Fedora/RHEL, Alpine, Arch, openSUSE: the package that ships each tool.
 PACKAGES: dict[str, dict[str, str]] = {
@@ -181,6 +183,7 @@ class ObservedHost:
     other_routes: tuple[OtherRoute, ...] = ()
     other_addresses: tuple[tuple[str, str], ...] = ()  # (address/prefix, device)
     files: dict[str, FileState] = field(default_factory=dict)  # the paths asked for
+    wg_release: int | None = None  # wireguard-tools release date (v1.0.20210914 -> 20210914)
 
     def missing_tools(self) -> list[str]:
         """Required tools that are not installed."""
@@ -188,6 +191,12 @@ class ObservedHost:
         if not self.kernel_module and "wireguard-go" not in self.tools:
             missing.append("wireguard-go")
         return missing
+
+    @property
+    def incremental_wg(self) -> bool:
+        """True when the host's ``wg set`` can add allowed IPs without replacing the others
+        (``allowed-ips +prefix``, wireguard-tools v1.0.20250521 and later)."""
+        return self.wg_release is not None and self.wg_release >= INCREMENTAL_WG
 
     @property
     def backend(self) -> str:

@@ -5,9 +5,10 @@ prints itself ("add peer web-2", "endpoint of db 203.0.113.4:51820 → 198.51.10
 plan means the host is up to date and ``apply`` does no I/O on it (innernet's ``PeerDiff``,
 wireguard-tools' ``setconf.c``).
 
-Peer changes on a running interface are carried out with ``wg syncconf`` on the new config: it
-changes exactly the peers listed here and leaves the others — and their sessions — alone. What
-syncconf does not touch (addresses, MTU, routes) has records of its own, carried out with ``ip``.
+Peer changes on a running interface are carried out one by one with ``wg set``, exactly as listed
+here, in the order :mod:`wiremesh.model.live` gives them (no other peer is touched, so their
+sessions and routes stay as they are); addresses, MTU and routes have records of their own, carried
+out with ``ip``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from wiremesh.model.changes import (
     SetHostsBlock,
     SetListenPort,
     SetMtu,
+    SetPrivateKey,
     SetRoute,
     TearDown,
     UpdatePeer,
@@ -75,12 +77,18 @@ def diff_peer(
     the peer's address from its packets (roaming), and that is not a difference.
     """
     out: list[Change] = []
+    key = observed.public_key
     if wanted.endpoint is not None and not same_endpoint(
         wanted.endpoint, observed.endpoint, resolved or {}
     ):
         out.append(
             UpdatePeer(
-                wanted.name, "endpoint", str(observed.endpoint or "(none)"), str(wanted.endpoint)
+                wanted.name,
+                "endpoint",
+                str(observed.endpoint or "(none)"),
+                str(wanted.endpoint),
+                public_key=key,
+                endpoint=wanted.endpoint,
             )
         )
     if frozenset(wanted.allowed_ips) != frozenset(observed.allowed_ips):
@@ -90,6 +98,9 @@ def diff_peer(
                 "allowed IPs",
                 _fmt_ips(observed.allowed_ips),
                 _fmt_ips(wanted.allowed_ips),
+                public_key=key,
+                allowed_ips=wanted.allowed_ips,
+                old_allowed_ips=observed.allowed_ips,
             )
         )
     if (wanted.persistent_keepalive or None) != (observed.persistent_keepalive or None):
@@ -99,8 +110,12 @@ def diff_peer(
                 "keepalive",
                 str(observed.persistent_keepalive or "off"),
                 str(wanted.persistent_keepalive or "off"),
+                public_key=key,
+                keepalive=wanted.persistent_keepalive or 0,
             )
         )
+    if observed.preshared_key:  # wiremesh sets none; one set by hand is not in the config file
+        out.append(UpdatePeer(wanted.name, "preshared key", "set", "none", public_key=key))
     return out
 
 
@@ -119,13 +134,21 @@ def diff_peers(
             continue
         current = observed.peer(peer.public_key)
         if current is None:
-            out.append(AddPeer(peer.name, peer.endpoint, peer.allowed_ips))
+            out.append(
+                AddPeer(
+                    peer.name,
+                    peer.endpoint,
+                    peer.allowed_ips,
+                    public_key=peer.public_key,
+                    keepalive=peer.persistent_keepalive,
+                )
+            )
         else:
             out.extend(diff_peer(peer, current, resolved))
     for current in observed.peers:
         if current.public_key not in wanted_keys:
             label = names.get(current.public_key, f"with key {current.public_key}")
-            out.append(RemovePeer(label))
+            out.append(RemovePeer(label, current.public_key))
     return out
 
 
@@ -148,6 +171,11 @@ def diff_interface(
     out += [SetRoute(n, True) for n in wanted.routes if n not in routes]
     out += [SetRoute(n, False) for n in routes if n not in want_routes]
     return out
+
+
+def key_path(config_path: str) -> str:
+    """The host's key file beside its config (``/etc/wireguard/wg0.conf`` → ``wg0.key``)."""
+    return config_path.removesuffix(".conf") + ".key"
 
 
 def plan_host(
@@ -181,6 +209,12 @@ def plan_host(
     else:
         if not observed.link_up:
             changes.append(LinkUp(wanted.device.interface.name))
+        if (
+            observed.public_key is not None
+            and device.public_key is not None
+            and device.public_key != observed.public_key
+        ):
+            changes.append(SetPrivateKey(key_path(config_path)))
         changes += diff_peers(wanted.device, device, names, resolved)
         added = [r.network for r in observed.routes if r.protocol != "kernel"]
         changes += diff_interface(wanted, device, added)
@@ -222,6 +256,7 @@ __all__ = [
     "SetHostsBlock",
     "SetListenPort",
     "SetMtu",
+    "SetPrivateKey",
     "SetRoute",
     "TearDown",
     "UpdatePeer",

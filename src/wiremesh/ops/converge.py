@@ -21,6 +21,7 @@ from wiremesh.errors import ValidationError
 from wiremesh.model.facts import derive_facts, nat_pairs
 from wiremesh.model.host import ObservedHost
 from wiremesh.model.keys import PublicKey
+from wiremesh.model.live import switch_together
 from wiremesh.model.plan import AddPeer, UpdatePeer
 from wiremesh.model.topology import relay_of
 from wiremesh.ops.mesh import (
@@ -43,6 +44,7 @@ FOLLOW_UP_ROUNDS = 2
 SETTLE_S = 5.0  # how long a follow-up round waits at most for NAT nodes' first handshakes
 PROBE_S = 2.0  # how long it waits at most for a direct handshake between two NAT nodes
 POLL_S = 0.5
+SWITCH_DELAY_S = 0.5  # how far ahead the instant lies at which both ends of a NAT pair switch paths
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,7 @@ def refuse_conflicts(mesh: MeshPlan) -> None:
     )
 
 
-async def _execute(
+async def execute_plan(
     ctx: Context, mesh: MeshPlan, sessions: Sessions, options: RunOptions, label: str
 ) -> list[HostResult]:
     """Carry out every host's plan in parallel (``mesh`` planned with every key known); failed hosts
@@ -101,6 +103,10 @@ async def _execute(
     mesh_name = ctx.inventory.mesh.name
     wanted = mesh.wanted
     by_name = {h.node: h for h in mesh.hosts}
+    plans = {h.node: h.plan.changes for h in mesh.hosts if h.plan is not None and not h.removed}
+    pairs = [(a.name, b.name) for a, b in nat_pairs(ctx.inventory)]
+    together = switch_together(plans, pairs)
+    at = time.time() + SWITCH_DELAY_S if together else None
 
     async def execute(name: str) -> HostResult:
         result = by_name[name]
@@ -114,7 +120,15 @@ async def _execute(
         seen = ctx.observed[name]
         assert isinstance(seen, ObservedHost)
         view = replace(seen, public_key=ctx.keys.get(name))
-        outcome = await hostops.execute(session, result.plan, wanted[name], view, mesh_name)
+        outcome = await hostops.execute(
+            session,
+            result.plan,
+            wanted[name],
+            view,
+            mesh_name,
+            options.live_method,
+            at if name in together else None,
+        )
         return replace(result, done=outcome.done)
 
     todo = [h.node for h in mesh.hosts if h.plan is not None and not h.plan.empty]
@@ -223,7 +237,7 @@ async def _follow_up(
         if mesh.empty:
             break
         rounds += 1
-        executed = await _execute(subset, mesh, sessions, options, "applying (NAT paths)")
+        executed = await execute_plan(subset, mesh, sessions, options, "applying (NAT paths)")
         for host in executed:
             before = merged.get(host.node)
             done = (before.done if before else ()) + host.done
@@ -275,7 +289,7 @@ def apply(
             _record(file, final.key_updates, [])
 
             # 2. Every host's plan, in parallel; then NAT follow-up rounds where needed.
-            results = await _execute(ctx, final, sessions, options, "applying")
+            results = await execute_plan(ctx, final, sessions, options, "applying")
             results, rounds = await _follow_up(ctx, sessions, options, results)
             finished = [h.node for h in results if h.removed and not h.failed]
             _record(file, {}, finished)

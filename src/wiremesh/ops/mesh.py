@@ -47,6 +47,9 @@ class RunOptions:
     command_timeout: float = 120.0
     progress: Progress = field(default_factory=NoProgress)
     extra_files: FilesFor | None = None  # managed files besides the WireGuard config (k3s...)
+    # How a running interface changes: always "wg-set"; "syncconf" and "restart" exist only as the
+    # references that bench/live.py measures against (see wiremesh.remote.live).
+    live_method: str = "wg-set"
 
 
 def ssh_options(file: InventoryFile, inventory: Inventory, options: RunOptions) -> SshOptions:

@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from wiremesh.codec.observe import parse_observation
 from wiremesh.errors import ValidationError
 from wiremesh.model.host import ObservedHost, WantedHost
-from wiremesh.model.keys import PublicKey
+from wiremesh.model.keys import PrivateKey, PublicKey
+from wiremesh.model.live import live_steps
 from wiremesh.model.plan import (
+    AddPeer,
     BringUp,
     Change,
     CreateKey,
@@ -17,20 +19,23 @@ from wiremesh.model.plan import (
     EnableService,
     HostPlan,
     LinkUp,
+    RemovePeer,
     SetAddress,
     SetHostsBlock,
+    SetListenPort,
     SetMtu,
+    SetPrivateKey,
     SetRoute,
     TearDown,
+    UpdatePeer,
     WriteConfig,
     WriteFile,
 )
 from wiremesh.remote import scripts
+from wiremesh.remote.live import EXIT_UNDO_FAILED, live_script
 from wiremesh.remote.ssh import HostCommandError, HostError, Session
 
 log = logging.getLogger("wiremesh.apply")
-
-PEER_CHANGES = ("AddPeer", "RemovePeer", "UpdatePeer", "SetListenPort")
 
 
 async def observe(
@@ -73,35 +78,32 @@ class Outcome:
     rolled_back: bool = False
 
 
-def _ip_args(change: Change, interface: str) -> list[str]:
-    if isinstance(change, SetAddress):
-        family = "-6" if change.address.version == 6 else "-4"
-        return [
-            family,
-            "address",
-            "add" if change.add else "del",
-            str(change.address),
-            "dev",
-            interface,
-        ]
-    if isinstance(change, SetMtu):
-        return ["link", "set", "dev", interface, "mtu", str(change.new)]
-    if isinstance(change, SetRoute):
-        family = "-6" if change.network.version == 6 else "-4"
-        verb = "replace" if change.add else "del"
-        return [family, "route", verb, str(change.network), "dev", interface]
-    if isinstance(change, LinkUp):
-        return ["link", "set", "dev", interface, "up"]
-    raise AssertionError(change)
+LIVE: tuple[type[Change], ...] = (AddPeer, RemovePeer, UpdatePeer, SetListenPort, SetPrivateKey)
+LIVE += (LinkUp, SetAddress, SetMtu, SetRoute)
+"""Changes carried out on the running interface by the one live step."""
+
+
+def _spare_key() -> PublicKey:
+    """A throwaway public key for prefixes that leave a peer (see :mod:`wiremesh.model.live`)."""
+    return PrivateKey.generate().public_key()
 
 
 async def execute(
-    session: Session, plan: HostPlan, wanted: WantedHost, observed: ObservedHost, mesh: str
+    session: Session,
+    plan: HostPlan,
+    wanted: WantedHost,
+    observed: ObservedHost,
+    mesh: str,
+    method: str = "wg-set",
+    at: float | None = None,
 ) -> Outcome:
-    """Carry out ``plan`` on the host, in order: config file, interface, addresses/MTU/routes, service.
+    """Carry out ``plan`` on the host: the config file and the interface in one step (see
+    :mod:`wiremesh.remote.live`), then /etc/hosts, forwarding, managed files and the service.
 
-    Peers of a running interface change through ``wg syncconf`` (only the listed peers change); if the
-    new config does not load, the previous one is put back and loaded again, and the error raised.
+    A running interface changes peer by peer with ``wg set`` (:mod:`wiremesh.model.live`); if a step
+    fails, the host undoes what it did, and the error says whether it is back as it was.
+    ``method`` is for the benchmark's references only; ``at``: see
+    :func:`wiremesh.remote.live.live_script`.
     """
     interface = wanted.device.interface.name
     done: list[Change] = []
@@ -110,42 +112,31 @@ async def execute(
     for change in plan.of(CreateKey):
         await ensure_key(session, interface)
         done.append(change)
-    wrote = False
-    for change in plan.of(WriteConfig):
-        await session.run(
-            scripts.write_config(interface), step="writing the config", stdin=wanted.config_text
-        )
-        wrote = True
-        done.append(change)
-    peer_changes = [c for c in plan.changes if type(c).__name__ in PEER_CHANGES]
-    try:
-        for change in plan.of(BringUp):
-            await session.run(scripts.bring_up(interface), step=f"wg-quick up {interface}")
-            done.append(change)
-        for change in plan.of(LinkUp):
+    write = bool(plan.of(WriteConfig))
+    bring_up = bool(plan.of(BringUp))
+    live = [c for c in plan.changes if isinstance(c, LIVE)]
+    steps = live_steps(live, interface, observed.incremental_wg, _spare_key())
+    if write or bring_up or not steps.empty:
+        script = live_script(interface, steps, write, bring_up, method, at)
+        try:
             await session.run(
-                scripts.ip_command(_ip_args(change, interface)), step=f"setting {interface} up"
+                script,
+                step=f"changing {interface}",
+                stdin=wanted.config_text if write else None,
             )
-            done.append(change)
-        if peer_changes or (wrote and observed.device is not None and not plan.of(BringUp)):
-            await session.run(scripts.sync(interface), step="wg syncconf")
-            done.extend(peer_changes)
-    except HostCommandError as exc:
-        if wrote:
-            was_up = observed.device is not None
-            await session.run(scripts.rollback(interface, was_up), step="rolling back", check=False)
+        except HostCommandError as exc:
+            if exc.status == EXIT_UNDO_FAILED:
+                raise HostError(
+                    session.node,
+                    exc.reason,
+                    "run 'wiremesh plan' to see what differs, then 'wiremesh apply' again",
+                ) from None
             raise HostError(
                 session.node,
-                f"{exc.reason}; rolled back to the previous config",
+                exc.reason,
                 "check the config wiremesh rendered ('wiremesh show NODE') and the host's wg tools",
             ) from None
-        raise
-    for change in plan.changes:
-        if isinstance(change, SetAddress | SetMtu | SetRoute):
-            await session.run(
-                scripts.ip_command(_ip_args(change, interface)), step=change.describe()
-            )
-            done.append(change)
+        done += [c for c in plan.changes if isinstance(c, WriteConfig | BringUp) or c in live]
     for change in plan.of(SetHostsBlock):
         await session.run(
             scripts.write_hosts_block(mesh),

@@ -60,6 +60,8 @@ export LC_ALL=C PATH="$PATH:/usr/sbin:/sbin:/usr/local/sbin"
 s() {{ echo "{SECTION}$1"; }}
 s tools
 for c in wg wg-quick ip wireguard-go systemctl; do command -v "$c" >/dev/null 2>&1 && echo "$c"; done
+s wgversion
+wg --version 2>/dev/null
 s os
 ( . /etc/os-release 2>/dev/null; echo "${{ID:-unknown}} ${{ID_LIKE:-}}" )
 s kernel
@@ -80,9 +82,10 @@ if [ -f {conf} ]; then
        m && tolower($0) !~ /^[ \t]*privatekey[ \t]*=/' {conf}
 fi
 s dump
-# Hide the private key (interface line) and preshared keys (peer lines) before they leave the host.
+# Hide the private key (interface line) and preshared keys (peer lines) before they leave the host;
+# only whether a peer has a preshared key is told ("(none)" stays as it is).
 wg show {i} dump 2>/dev/null | awk -F '\t' 'BEGIN {{ OFS = "\t" }}
-  NR == 1 {{ $1 = "(hidden)" }} NR > 1 {{ $2 = "(hidden)" }} {{ print }}'
+  NR == 1 {{ $1 = "(hidden)" }} NR > 1 && $2 != "(none)" {{ $2 = "(hidden)" }} {{ print }}'
 s links
 ip -o link show 2>/dev/null
 s addrs
@@ -144,74 +147,6 @@ if [ ! -s {key} ]; then
 fi
 wg pubkey < {key}
 """
-
-
-def write_config(interface: str) -> str:
-    """Replace the config with stdin plus the host's private key, atomically (0600); keep the
-    previous config for rollback.
-
-    The ``PrivateKey`` line is added here, on the host, from the key file (awk reads the file: the
-    key never appears on a command line). A config that was not ours is kept once as
-    ``<iface>.conf.orig`` (never overwritten later).
-    """
-    conf, key = paths(interface)
-    return f"""
-set -eu
-umask 077
-mkdir -p {WG_DIR}
-tmp={conf}.wiremesh-tmp
-cat > "$tmp.in"
-awk 'NR == FNR {{ k = $0; next }} {{ print }} /^\\[Interface\\]/ && !d {{ print "PrivateKey = " k; d = 1 }}' \
-  {key} "$tmp.in" > "$tmp"
-rm -f "$tmp.in"
-chmod 600 "$tmp"
-if [ -f {conf} ]; then
-  if ! head -n 1 {conf} | grep -q '^{MANAGED_MARKER}' && [ ! -e {conf}.orig ]; then
-    cp -p {conf} {conf}.orig
-  fi
-  cp -p {conf} {conf}.wiremesh-prev
-fi
-mv "$tmp" {conf}
-"""
-
-
-def bring_up(interface: str) -> str:
-    """First bring-up. wg-quick falls back to wireguard-go where the kernel has no module."""
-    return f"wg-quick up {shlex.quote(interface)}"
-
-
-def sync(interface: str) -> str:
-    """Change peers of the running interface to match the config, without a restart.
-
-    ``wg syncconf`` (wg(8)) reads the running configuration and changes only what differs: peers
-    that are unchanged keep their sessions.
-    """
-    i = shlex.quote(interface)
-    return f"""
-set -eu
-umask 077
-mkdir -p /run/wiremesh
-wg-quick strip {i} > /run/wiremesh/{i}.stripped
-wg syncconf {i} /run/wiremesh/{i}.stripped
-rm -f /run/wiremesh/{i}.stripped
-"""
-
-
-def rollback(interface: str, was_up: bool) -> str:
-    """Put the previous config back and load it (used when the new one failed to load)."""
-    conf, _ = paths(interface)
-    i = shlex.quote(interface)
-    load = sync(interface) if was_up else f"wg-quick down {i} 2>/dev/null || true"
-    return f"""
-set -u
-if [ -f {conf}.wiremesh-prev ]; then mv {conf}.wiremesh-prev {conf}; else rm -f {conf}; fi
-{load}
-"""
-
-
-def ip_command(args: list[str]) -> str:
-    """One ``ip`` command."""
-    return "ip " + " ".join(shlex.quote(a) for a in args)
 
 
 def _drop_block(mesh: str) -> str:

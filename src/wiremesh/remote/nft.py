@@ -181,7 +181,7 @@ exit 0
 # The undo process: ``sh -c UNDO wiremesh-undo DIR TOKEN SECONDS``. It records its PID, sleeps, and
 # then takes the pending marker by renaming it; rename(2) is atomic, so of it and a confirm that
 # races it exactly one wins. The loser finds nothing to rename and does nothing.
-_UNDO = r"""
+UNDO_SCRIPT = r"""
 d=$1; t=$2; n=$3
 echo $$ > "$d/undo.$t.pid"
 sleep "$n"
@@ -220,7 +220,7 @@ def begin_confirmed(interface: str, token: str, seconds: int) -> str:
         raise ValueError(f"confirm within 1-3600 s, not {seconds}")
     d = _state_dir(interface)
     t = _token(token)
-    undo = shlex.quote(_UNDO)
+    undo = shlex.quote(UNDO_SCRIPT)
     return f"""
 set -eu
 umask 077
@@ -355,14 +355,12 @@ bash=$(command -v bash || true)
 if ! command -v timeout >/dev/null 2>&1; then bash=""; fi
 tcp_result() {{
   rc=$(cat "$1.rc")
-  case "$rc" in
-    nobash) echo nobash;;
-    0) echo open;;
-    124) echo timeout;;
-    *) if grep -q 'Connection refused' "$1.err"; then echo refused
-       elif grep -q -e 'No route to host' -e 'unreachable' "$1.err"; then echo unreachable
-       else echo error; fi;;
-  esac
+  if [ "$rc" = nobash ]; then echo nobash
+  elif [ "$rc" = 0 ]; then echo open
+  elif [ "$rc" = 124 ]; then echo timeout
+  elif grep -q 'Connection refused' "$1.err"; then echo refused
+  elif grep -q -e 'No route to host' -e 'unreachable' "$1.err"; then echo unreachable
+  else echo error; fi
 }}
 """
         + "\n".join(jobs)

@@ -24,7 +24,7 @@ from tests.policy_strategies import PROBES, meshes, packet, source_address
 from wiremesh.codec.inventory_toml import loads
 from wiremesh.codec.nft_host import parse_probe, parse_read
 from wiremesh.codec.nft_json import parse_listing
-from wiremesh.codec.nftables import full_transaction, render, transaction
+from wiremesh.codec.nftables import TRAILER, full_transaction, render, transaction
 from wiremesh.model.inventory import Inventory
 from wiremesh.model.names import NodeName
 from wiremesh.model.nft import HostFirewall, ObservedTable
@@ -253,6 +253,13 @@ def test_incomplete_transactions_are_not_loaded(clean: NsHost) -> None:
         done = clean.sh(snippet, cut)
         assert done.returncode == 6, (done.returncode, done.stderr)
         assert observe(clean) is not None
+    # The boot file must be a whole table: an element-only change is refused.
+    elements = "\n".join(
+        [text.splitlines()[0], "add element inet wiremesh all_v4 { 10.0.0.9 }", TRAILER]
+    )
+    done = clean.sh(nft.persist(IF), elements + "\n")
+    assert done.returncode == 1 and "not a whole wiremesh table" in done.stderr
+    assert clean.sh(f"test -e {nft.boot_file(IF)}").returncode == 1
 
 
 def test_boot_hook_loads_the_table_and_fails_closed(clean: NsHost) -> None:

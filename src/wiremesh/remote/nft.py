@@ -155,8 +155,10 @@ umask 077
 {_ENV}
 mkdir -p {WG_DIR}
 cat > {tmp}
-{_check_trailer(tmp)}if [ "$(head -n 1 {tmp})" != {shlex.quote(HEADER)} ]; then
-  rm -f {tmp}; echo "wiremesh: not a wiremesh table; not kept" >&2; exit 1
+{_check_trailer(tmp)}if [ "$(head -n 1 {tmp})" != {shlex.quote(HEADER)} ] ||
+   [ "$(sed -n 2p {tmp})" != 'table inet wiremesh {{}}' ]; then
+  rm -f {tmp}; echo "wiremesh: not a whole wiremesh table (an element change?); not kept" >&2
+  exit 1
 fi
 nft -c -f {tmp}
 chmod 600 {tmp}

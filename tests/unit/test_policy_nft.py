@@ -3,6 +3,7 @@ its transactions, the host snippets' outputs."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 from dataclasses import replace
@@ -14,7 +15,14 @@ from tests.nft_text import as_observed
 from wiremesh.codec.inventory_toml import loads
 from wiremesh.codec.nft_host import parse_probe, parse_read
 from wiremesh.codec.nft_json import parse_listing
-from wiremesh.codec.nftables import TRAILER, full_transaction, render, render_rule, transaction
+from wiremesh.codec.nftables import (
+    TRAILER,
+    boot_diff,
+    full_transaction,
+    render,
+    render_rule,
+    transaction,
+)
 from wiremesh.errors import ValidationError
 from wiremesh.model.inventory import Inventory
 from wiremesh.model.names import NodeName
@@ -406,6 +414,20 @@ def test_reordered_rules_and_element_only_transaction() -> None:
         f"{TRAILER}\n"
     )
     assert transaction(fw, as_observed(fw.table), []) is None
+
+
+def test_boot_file_diff() -> None:
+    """The boot file is compared by its sha256 with the rendered table."""
+    fw = fw_of(inv(), "db-1")
+    path = nft.boot_file("wg0")
+    digest = hashlib.sha256(render(fw).encode()).hexdigest()
+    assert boot_diff(fw, digest, path) == []
+    assert [c.describe() for c in boot_diff(fw, None, path)] == [f"write {path} (new)"]
+    assert [c.describe() for c in boot_diff(fw, "0" * 64, path)] == [f"write {path} (changed)"]
+    assert [c.describe() for c in boot_diff(None, digest, path)] == [
+        f"remove {path} (no policy applies to this host)"
+    ]
+    assert boot_diff(None, None, path) == []
 
 
 def test_guard_summary_of_an_observed_guard_with_unknown_rules() -> None:

@@ -21,6 +21,7 @@ elements are ``ipaddress`` values.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 from functools import lru_cache
@@ -39,7 +40,7 @@ from wiremesh.model.nft import (
     element_key,
     element_text,
 )
-from wiremesh.model.nft_diff import AddElements, RemoveElements, element_only
+from wiremesh.model.nft_diff import AddElements, BootFileChange, RemoveElements, element_only
 
 HEADER = "# wiremesh: managed table inet wiremesh ('wiremesh apply' replaces it; edits are undone)"
 TRAILER = "# wiremesh: end of transaction"
@@ -157,6 +158,20 @@ def render(firewall: HostFirewall) -> str:
     """The host's whole wanted table as a full-replacement transaction: what is loaded on a first
     apply and what is kept on the host for boot."""
     return full_transaction(firewall.table)
+
+
+def boot_diff(firewall: HostFirewall | None, boot_sha256: str | None, path: str) -> list[Change]:
+    """Whether the host's boot file (its sha256 as read, None: absent) must be written or removed
+    so that it holds :func:`render` of ``firewall``."""
+    if firewall is None:
+        return (
+            [] if boot_sha256 is None else [BootFileChange(path, "no policy applies to this host")]
+        )
+    if boot_sha256 is None:
+        return [BootFileChange(path, "new")]
+    if hashlib.sha256(render(firewall).encode()).hexdigest() != boot_sha256:
+        return [BootFileChange(path, "changed")]
+    return []
 
 
 def element_transaction(changes: Sequence[AddElements | RemoveElements]) -> str:

@@ -59,7 +59,9 @@ def _unknown(table: dict[str, Any], allowed: tuple[str, ...], where: str) -> lis
 
 def _bool(value: object, what: str) -> bool:
     if not isinstance(value, bool):
-        raise ValidationError(f"{what} must be true or false, not {value!r}")
+        raise ValidationError(
+            f"{what} must be true or false, not {value!r}", "write true or false, without quotes"
+        )
     return value
 
 
@@ -79,14 +81,15 @@ def _refs(value: object, what: str) -> tuple[str, ...]:
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, list) or not items:
         raise ValidationError(
-            f'{what} must be a group, a node or "*", or a list of them, e.g. ["app", "web"]'
+            f'{what} must be a group, a node or "*", or a list of them',
+            'e.g. from = "app" or from = ["app", "web"]',
         )
     return tuple(_ref(item, what) for item in items)
 
 
 def _labels(value: object, what: str, check: Callable[[object, str], str]) -> tuple[str, ...]:
     if not isinstance(value, list):
-        raise ValidationError(f'{what} must be a list, e.g. ["db", "k3s"]')
+        raise ValidationError(f"{what} must be a list", 'write it in brackets, e.g. ["db", "k3s"]')
     return tuple(check(item, what) for item in value)
 
 

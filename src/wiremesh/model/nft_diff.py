@@ -275,6 +275,19 @@ class GuardChange(FirewallChange):
         return f"guard: {self.after} (was: {self.before})"
 
 
+@dataclass(frozen=True)
+class BootFileChange(FirewallChange):
+    """The file the host loads our table from at boot differs from the compiled table."""
+
+    path: str
+    reason: str  # "new", "changed", "no policy applies to this host"
+
+    def describe(self) -> str:
+        if self.reason.startswith("no policy"):
+            return f"remove {self.path} ({self.reason})"
+        return f"write {self.path} ({self.reason})"
+
+
 def guard_summary(rules: Sequence[NftRule | None]) -> str:
     """``drop tcp/6443, udp/8472 arriving on interfaces other than lo, wg0``."""
     keep: list[str] = []

@@ -120,7 +120,9 @@ def _check_presets(inventory: Inventory, policy: Policy) -> list[ValidationError
                 )
             )
         elif count > 1:
-            problems.append(ValidationError(f"[policy] presets: {name!r} is listed twice"))
+            problems.append(
+                ValidationError(f"[policy] presets: {name!r} is listed twice", "list it once")
+            )
     if "k3s" in policy.presets and not any(n.k3s_role for n in inventory.nodes):
         problems.append(
             ValidationError(

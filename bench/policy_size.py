@@ -41,7 +41,7 @@ from wiremesh.codec.nftables import element_transaction, render
 from wiremesh.model.inventory import Inventory, MeshSettings, Node, validate
 from wiremesh.model.names import NodeName
 from wiremesh.model.nft import HostFirewall
-from wiremesh.model.nft_diff import AddElements
+from wiremesh.model.nft_changes import AddElements
 from wiremesh.model.policy.compile import compile_inventory
 from wiremesh.model.policy.ports import PortSpec
 from wiremesh.model.policy.rules import Action, Policy, Rule

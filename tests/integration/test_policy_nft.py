@@ -28,12 +28,8 @@ from wiremesh.codec.nftables import TRAILER, full_transaction, render, transacti
 from wiremesh.model.inventory import Inventory
 from wiremesh.model.names import NodeName
 from wiremesh.model.nft import HostFirewall, ObservedTable
-from wiremesh.model.nft_diff import (
-    UnknownRule,
-    UnknownSet,
-    diff,
-    element_only,
-)
+from wiremesh.model.nft_changes import UnknownRule, UnknownSet
+from wiremesh.model.nft_diff import diff, element_only
 from wiremesh.model.nft_eval import Verdict, evaluate_table
 from wiremesh.model.nft_host import UndoOutcome
 from wiremesh.model.policy.compile import compile_inventory

@@ -38,7 +38,8 @@ from wiremesh.model.nft import (
     ObservedRule,
     ObservedTable,
 )
-from wiremesh.model.nft_diff import GuardChange, diff, element_only, needs_confirm
+from wiremesh.model.nft_changes import GuardChange
+from wiremesh.model.nft_diff import diff, element_only, needs_confirm
 from wiremesh.model.nft_host import UndoOutcome
 from wiremesh.model.policy.compile import compile_inventory, guard_ssh_conflicts
 from wiremesh.model.policy.evaluate import Decision

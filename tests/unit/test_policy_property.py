@@ -23,7 +23,8 @@ from tests.policy_strategies import (
 from wiremesh.codec.nftables import render, transaction
 from wiremesh.model.inventory import Inventory, check
 from wiremesh.model.nft import NftSet, NftTable
-from wiremesh.model.nft_diff import AddElements, RemoveElements, diff, element_only
+from wiremesh.model.nft_changes import AddElements, RemoveElements
+from wiremesh.model.nft_diff import diff, element_only
 from wiremesh.model.nft_eval import Packet, Verdict, evaluate_table
 from wiremesh.model.policy.compile import compile_inventory, guard_drops
 from wiremesh.model.policy.evaluate import decide

@@ -40,7 +40,8 @@ from wiremesh.model.nft import (
     element_key,
     element_text,
 )
-from wiremesh.model.nft_diff import AddElements, BootFileChange, RemoveElements, element_only
+from wiremesh.model.nft_changes import AddElements, BootFileChange, RemoveElements
+from wiremesh.model.nft_diff import element_only
 
 HEADER = "# wiremesh: managed table inet wiremesh ('wiremesh apply' replaces it; edits are undone)"
 TRAILER = "# wiremesh: end of transaction"

@@ -140,3 +140,75 @@ def test_routed_subnet_reaches_the_node_after_a_live_change(lab: Lab) -> None:
     assert wm(lab, "apply", "--yes").code == 0
     assert "dev wg0" not in lab.exec("lab1", ["ip", "-o", "route", "show", "172.16.3.0/24"]).stdout
     converged(lab)
+
+
+FAILING_WG = """#!/bin/sh
+# Test double: fails 'wg set ... endpoint ...' (after earlier steps of the same apply succeeded).
+for a in "$@"; do [ "$a" = endpoint ] && { echo "injected failure" >&2; exit 1; }; done
+exec /tmp/wg.real "$@"
+"""
+
+
+def host_state(lab: Lab, host: str) -> tuple[object, str, str]:
+    """The running config without the private key (peers in key order: wireguard-go lists them in
+    map order), the config file's digest, the wg0 routes."""
+    text = lab.exec(host, ["sh", "-c", "wg showconf wg0 | grep -v '^PrivateKey'"]).stdout
+    config = parse(text, f"{host} showconf")
+    running = (
+        config.interface.listen_port,
+        sorted(
+            (
+                str(p.public_key),
+                str(p.endpoint),
+                sorted(map(str, p.allowed_ips)),
+                p.persistent_keepalive,
+            )
+            for p in config.peers
+        ),
+    )
+    digest = lab.exec(host, ["sha256sum", "/etc/wireguard/wg0.conf"]).stdout.split()[0]
+    routes = lab.exec(host, ["ip", "-o", "route", "show", "dev", "wg0"]).stdout
+    return running, digest, routes
+
+
+def test_a_step_that_fails_midway_rolls_the_host_back(lab: Lab) -> None:
+    # On lab1, every `wg set ... endpoint` fails: the allowed IPs of lab3 change first (and succeed),
+    # then its endpoint fails, and lab1 must come back exactly as it was, file and interface.
+    lab.exec("lab1", ["cp", "/usr/bin/wg", "/tmp/wg.real"])
+    lab.exec(
+        "lab1", ["sh", "-c", f"cat > /tmp/wg.fail <<'EOF'\n{FAILING_WG}EOF\nchmod 755 /tmp/wg.fail"]
+    )
+    lab.exec("lab1", ["mount", "--bind", "/tmp/wg.fail", "/usr/bin/wg"])
+    try:
+        before = host_state(lab, "lab1")
+        r = wm(
+            lab,
+            "node",
+            "set",
+            "lab3",
+            "--endpoint",
+            SECOND_ADDRESS,
+            "--allowed-ip",
+            "172.16.3.0/24",
+        )
+        assert r.code == 0, r.err
+        r = wm(lab, "apply", "--yes")
+        flat = " ".join(r.out.split())
+        assert r.code == 1, flat
+        assert "FAILED lab1" in flat and "injected failure" in flat, flat
+        assert "rolled back, the host is as it was" in flat, flat
+        assert host_state(lab, "lab1") == before
+        files = lab.exec("lab1", ["ls", "-a", "/etc/wireguard", "/run/wiremesh"]).stdout
+        assert "wiremesh-new" not in files and "wiremesh-prev" not in files, files
+        assert ".running." not in files and ".err." not in files, files
+    finally:
+        lab.exec("lab1", ["umount", "/usr/bin/wg"])
+    r = wm(lab, "apply", "--yes")
+    assert r.code == 0, r.out + r.err
+    converged(lab)
+    assert (
+        wm(lab, "node", "set", "lab3", "--endpoint", "198.51.100.13", "--clear", "allowed_ips").code
+        == 0
+    )
+    assert wm(lab, "apply", "--yes").code == 0
+    converged(lab)

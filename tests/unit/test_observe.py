@@ -37,8 +37,8 @@ managed
 Address = 10.0.0.1/24
 @@wiremesh dump
 (hidden)\t{K[0]}\t51820\toff
-{K[1]}\t(hidden)\t198.51.100.2:51820\t10.0.0.2/32\t990\t100\t200\toff
-{K[2]}\t(hidden)\t(none)\t10.0.0.3/32,172.16.0.0/24\t0\t0\t0\t25
+{K[1]}\t(none)\t198.51.100.2:51820\t10.0.0.2/32\t990\t100\t200\toff
+{K[2]}\t(none)\t(none)\t10.0.0.3/32,172.16.0.0/24\t0\t0\t0\t25
 @@wiremesh links
 1: lo: <LOOPBACK,UP,LOWER_UP> mtu 65536 qdisc noqueue state UNKNOWN mode DEFAULT
 2: eth0@if9: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue state UP mode DEFAULT
@@ -141,7 +141,9 @@ def test_health_and_ping() -> None:
     status = node_status("a", seen, members)
     assert [p.up for p in status.peers] == [True, False]
     assert [p.link for p in status.peers] == ["direct", "down"]
-    assert status.peers[1].reason == "no handshake with c in the last 180 s"
+    assert status.peers[1].reason == (
+        "keepalives every 25 s, but no handshake with c in the last 180 s"
+    )
     health = mesh_health([status], None)
     assert (health.links_expected, health.links_up) == (0, 1)
     ping = parse_ping(

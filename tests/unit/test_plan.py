@@ -88,7 +88,9 @@ def test_up_to_date_host_has_an_empty_plan() -> None:
 
 def test_new_host_gets_key_config_bring_up() -> None:
     wanted, names = _wanted()
-    observed = replace(_running(wanted), config=None, device=None, link_up=False, systemd=True)
+    observed = replace(
+        _running(wanted), config=None, device=None, link_up=False, systemd=True, key_file=False
+    )
     plan = plan_host("n0", wanted, observed, CONF, names)
     assert [type(c) for c in plan.changes] == [CreateKey, WriteConfig, BringUp, EnableService]
     assert plan.changes[2].describe() == "bring up wg0 with 2 peer(s) (wg-quick up)"
@@ -152,10 +154,42 @@ def test_interface_settings_routes_and_link() -> None:
 
 def test_unknown_config_is_replaced_and_key_adopted() -> None:
     wanted, names = _wanted()
-    observed = replace(_running(wanted), config=ManagedConfig(False, None), device=None)
+    observed = replace(
+        _running(wanted), config=ManagedConfig(False, None), device=None, key_file=False
+    )
     plan = plan_host("n0", wanted, observed, CONF, names)
     assert isinstance(plan.changes[0], CreateKey) and plan.changes[0].adopt_from_config
     assert "not made by wiremesh" in plan.changes[1].describe()
+
+
+def test_a_lost_key_file_is_seen_and_recovered_from_the_running_interface() -> None:
+    # Issue 10 item 5: wg0.key and wg0.conf deleted while the interface runs.
+    wanted, names = _wanted()
+    running = _running(wanted)
+    assert running.device is not None
+    device = replace(running.device, public_key=K0)
+    observed = replace(running, device=device, config=None, key_file=False, public_key=K0)
+    plan = plan_host("n0", wanted, observed, CONF, names)
+    assert isinstance(plan.changes[0], CreateKey) and plan.changes[0].source == "interface"
+    assert plan.changes[0].describe().startswith("recover the key file from the running interface")
+    assert [type(c) for c in plan.changes[1:]] == [WriteConfig]
+    # no interface, no config, but the inventory knew the key: a new one, and the plan says so
+    gone = replace(observed, device=None, link_up=False)
+    first = plan_host("n0", wanted, gone, CONF, names).changes[0]
+    assert isinstance(first, CreateKey) and first.source == "new" and first.lost
+    assert "every peer gets the new one" in first.describe()
+
+
+def test_an_interface_of_another_mesh_is_a_conflict() -> None:
+    # Issue 10 item 4: the managed file's marker names the mesh that owns the interface.
+    wanted, names = _wanted()
+    text = wanted.config_text.replace("managed file", "managed file: node n0 of mesh mine", 1)
+    observed = replace(_running(wanted), public_key=K0, config=ManagedConfig(True, text))
+    assert ManagedConfig(True, text).mesh == "mine"
+    plan = plan_host("n0", replace(wanted, mesh="other"), observed, CONF, names)
+    assert plan.conflicts[0].startswith(f"{CONF} belongs to mesh 'mine', not 'other'")
+    same = plan_host("n0", replace(wanted, mesh="mine"), observed, CONF, names)
+    assert not same.conflicts
 
 
 def test_dns_endpoints_match_their_resolved_addresses() -> None:

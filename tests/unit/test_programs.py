@@ -68,6 +68,7 @@ PACKAGES: dict[str, str] = {
     "sysctl": "procps",
     "ps": "procps",
     "pgrep": "procps",
+    "kill": "procps",
     "modprobe": "kmod",
     "sshd": "openssh-server",
     "ssh": "openssh-client",

@@ -56,6 +56,11 @@ def run_options(args: argparse.Namespace, ctx: Context, show_progress: bool = Tr
 
     if args.parallel < 1:
         raise ValidationError(f"--parallel {args.parallel} must be at least 1")
+    lock_timeout = getattr(args, "lock_timeout", 60.0)
+    if not 0 <= lock_timeout <= 86400:
+        raise ValidationError(
+            f"--lock-timeout {lock_timeout:g} is out of range", "give seconds from 0 to 86400"
+        )
     extra = None
     if getattr(args, "k3s", False):
         from wiremesh.ops.k3s import k3s_files
@@ -69,6 +74,7 @@ def run_options(args: argparse.Namespace, ctx: Context, show_progress: bool = Tr
         command_timeout=args.command_timeout,
         progress=progress_for(ctx.out.err_console, show_progress),
         extra_files=extra,
+        lock_timeout=lock_timeout,
     )
 
 
@@ -91,7 +97,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     a.add_argument(
         "--force",
         action="store_true",
-        help="apply even where a host's own routes or addresses overlap the mesh network",
+        help="apply even where a host's own routes or addresses overlap the mesh network, or its "
+        "interface belongs to another mesh",
+    )
+    a.add_argument(
+        "--lock-timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="how long to wait for another wiremesh run's host locks (default 60)",
     )
     add_run_options(a)
     a.set_defaults(handler=run_apply)

@@ -56,6 +56,7 @@ def to_json(health: MeshHealth) -> dict[str, Any]:
             "up": health.links_up,
             "direct": health.count("direct"),
             "relayed": health.count("relayed"),
+            "idle": health.count("idle"),
             "down": health.count("down"),
         },
         "nodes": [
@@ -73,6 +74,10 @@ def to_json(health: MeshHealth) -> dict[str, Any]:
                         "public_key": str(p.public_key) if p.public_key else None,
                         "configured": p.configured,
                         "endpoint": str(p.endpoint) if p.endpoint else None,
+                        "endpoint_configured": (
+                            str(p.configured_endpoint) if p.configured_endpoint else None
+                        ),
+                        "endpoint_mismatch": p.endpoint_mismatch,
                         "latest_handshake_age_s": (
                             round(p.latest_handshake_age_s, 1)
                             if p.latest_handshake_age_s is not None
@@ -84,6 +89,7 @@ def to_json(health: MeshHealth) -> dict[str, Any]:
                         "link": p.link,
                         "via": p.via,
                         "reason": p.reason,
+                        "note": p.note,
                     }
                     for p in n.peers
                 ],
@@ -121,8 +127,12 @@ def _node_table(node: NodeStatus) -> Table:
             link = "[green]direct[/green]"
         elif p.link == "relayed":
             link = f"[green]relayed[/green] via {cell(p.via)}"
+        elif p.link == "idle":
+            link = f"[dim]idle[/dim]: {cell(p.reason)}"
         else:
             link = f"[red]down[/red]: {cell(p.reason)}"
+        if p.note:
+            link += f"\n[yellow]{cell(p.note)}[/yellow]"
         table.add_row(
             cell(p.name),
             cell(p.endpoint) or "[dim](learnt from handshakes)[/dim]",
@@ -189,6 +199,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     verdict = "[green]healthy[/green]" if health.healthy else "[red]NOT healthy[/red]"
     out.line(
         f"links up: {health.links_up}/{health.links_expected} ({health.count('direct')} direct, "
-        f"{health.count('relayed')} relayed, {health.count('down')} down); mesh {verdict}"
+        f"{health.count('relayed')} relayed, {health.count('idle')} idle, "
+        f"{health.count('down')} down); mesh {verdict}"
     )
     return code

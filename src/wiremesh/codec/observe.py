@@ -11,7 +11,8 @@ from dataclasses import dataclass, replace
 from ipaddress import IPv4Interface, IPv6Interface, ip_interface, ip_network
 
 from wiremesh.codec.dump import parse_dump
-from wiremesh.errors import OperationError
+from wiremesh.codec.wgquick import parse
+from wiremesh.errors import OperationError, ValidationError
 from wiremesh.model.addressing import IPNetwork
 from wiremesh.model.device import IPInterface
 from wiremesh.model.host import (
@@ -58,7 +59,13 @@ def _config(lines: list[str]) -> ManagedConfig | None:
     if not lines:
         return None
     if lines[0].strip() == "managed":
-        return ManagedConfig(True, "\n".join(lines[1:]) + "\n")
+        text = "\n".join(lines[1:]) + "\n"
+        try:
+            peers = parse(text, "the host's config").peers
+        except ValidationError:
+            peers = ()
+        endpoints = {p.public_key: p.endpoint for p in peers if p.endpoint is not None}
+        return ManagedConfig(True, text, endpoints)
     return ManagedConfig(False, None)
 
 
@@ -253,4 +260,5 @@ def parse_observation(interface: str, text: str) -> ObservedHost:
         other_addresses=other_addresses,
         files=parse_files(part.get("files", [])),
         wg_release=parse_wg_release(part.get("wgversion", [])),
+        key_file=public_key is not None,
     )

@@ -32,15 +32,30 @@ class Change:
 
 @dataclass(frozen=True)
 class CreateKey(Change):
-    """Make the host's private key on the host (``umask 077; wg genkey``)."""
+    """Give the host its key file: from the running interface, from the existing config, or a new
+    key (``umask 077; wg genkey``); all on the host, the key never leaves it.
 
-    adopt_from_config: bool = False
+    ``source`` is "interface", "config" or "new"; ``lost`` means the inventory knew a public key
+    for this node that only a new key can replace (then every peer gets the new one).
+    """
+
+    source: str = "new"
+    lost: bool = False
+
+    @property
+    def adopt_from_config(self) -> bool:
+        """True when the key of an existing config is kept."""
+        return self.source == "config"
 
     def describe(self) -> str:
-        if self.adopt_from_config:
+        if self.source == "interface":
+            return "recover the key file from the running interface's private key (on the host)"
+        if self.source == "config":
             return (
                 "keep the private key of the existing config (moved to the key file, on the host)"
             )
+        if self.lost:
+            return "create a new private key on the host (its key is lost: every peer gets the new one)"
         return "create a private key on the host"
 
 

@@ -7,11 +7,13 @@ private key: the observe script hides the key field of ``wg show dump`` on the h
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network
 
 from wiremesh.model.addressing import IPNetwork
 from wiremesh.model.device import ObservedDevice, WantedDevice
+from wiremesh.model.endpoint import Endpoint
 from wiremesh.model.keys import PublicKey
 
 REQUIRED_TOOLS = ("wg", "wg-quick", "ip")
@@ -102,6 +104,18 @@ class ManagedConfig:
 
     managed: bool
     text: str | None  # the text when managed; None for a file that is not ours
+    # the endpoint the file gives each peer (read from our file: to tell a roamed endpoint apart)
+    endpoints: Mapping[PublicKey, Endpoint] = field(default_factory=dict, compare=False)
+
+    @property
+    def mesh(self) -> str | None:
+        """The mesh named in our marker line (``... managed file: node N of mesh M``), if any."""
+        if not self.managed or not self.text:
+            return None
+        first = self.text.split("\n", 1)[0]
+        if " of mesh " not in first:
+            return None
+        return first.rsplit(" of mesh ", 1)[1].strip() or None
 
 
 @dataclass(frozen=True)
@@ -184,6 +198,9 @@ class ObservedHost:
     other_addresses: tuple[tuple[str, str], ...] = ()  # (address/prefix, device)
     files: dict[str, FileState] = field(default_factory=dict)  # the paths asked for
     wg_release: int | None = None  # wireguard-tools release date (v1.0.20210914 -> 20210914)
+    key_file: bool = (
+        True  # the key file exists and is not empty (public_key may come from elsewhere)
+    )
 
     def missing_tools(self) -> list[str]:
         """Required tools that are not installed."""
@@ -215,6 +232,7 @@ class WantedHost:
     files: tuple[ManagedFile, ...] = ()
     forwarding: tuple[bool, bool] = (False, False)  # needed for IPv4, IPv6 (relay, routed subnets)
     mesh_networks: tuple[IPNetwork, ...] = ()
+    mesh: str = "mesh"  # the mesh's name, as the config file's marker line says it
 
 
 def conflicts(observed: ObservedHost, networks: tuple[IPNetwork, ...], interface: str) -> list[str]:

@@ -44,6 +44,7 @@ from wiremesh.model.device import (
     WantedPeer,
 )
 from wiremesh.model.endpoint import Endpoint
+from wiremesh.model.health import HANDSHAKE_FRESH_S
 from wiremesh.model.host import ObservedHost, WantedHost, conflicts
 from wiremesh.model.keys import PublicKey
 
@@ -173,6 +174,56 @@ def diff_interface(
     return out
 
 
+def roamed(change: Change, observed: ObservedHost) -> str | None:
+    """A note instead of an endpoint change, when setting it again would not help: our file already
+    says the wanted endpoint, and the peer answers (a fresh handshake) from another one. WireGuard
+    follows a peer's authenticated packets (roaming), so the configured endpoint is probably wrong
+    (a wrong port, say), and setting it again would only break the link until the peer's next
+    packet. Status shows the same mismatch."""
+    if not (isinstance(change, UpdatePeer) and change.setting == "endpoint"):
+        return None
+    config, device = observed.config, observed.device
+    if config is None or not config.managed or device is None or change.public_key is None:
+        return None
+    if config.endpoints.get(change.public_key) != change.endpoint:
+        return None
+    peer = device.peer(change.public_key)
+    age = peer.stats.handshake_age(observed.now) if peer is not None else None
+    if age is None or age > HANDSHAKE_FRESH_S:
+        return None
+    return (
+        f"peer {change.name}: its configured endpoint {change.new} is not the one in use, "
+        f"{change.old}, which works (handshake {age:.0f} s ago); WireGuard follows the peer's "
+        f"packets, so the configured one is probably wrong: check {change.name}'s endpoint and "
+        "listen port in the inventory"
+    )
+
+
+def create_key(observed: ObservedHost) -> CreateKey:
+    """Where a host without a key file gets its key: the running interface's key first (its peers
+    know it), else the key of the config file there, else a new one. ``observed.public_key`` is the
+    key the inventory (or the host) knew: a new key replaces it on every peer."""
+    device = observed.device
+    if device is not None and device.public_key is not None:
+        return CreateKey("interface")
+    if observed.config is not None:
+        return CreateKey("config")
+    return CreateKey("new", lost=observed.public_key is not None)
+
+
+def owner_conflicts(observed: ObservedHost, mesh: str, config_path: str) -> list[str]:
+    """The interface belongs to another mesh (its config's marker line names it): never taken over
+    without ``--force``."""
+    config = observed.config
+    owner = config.mesh if config is not None else None
+    if owner is None or owner == mesh:
+        return []
+    return [
+        f"{config_path} belongs to mesh {owner!r}, not {mesh!r}: applying would take its "
+        "interface over"
+    ]
+
+
 def key_path(config_path: str) -> str:
     """The host's key file beside its config (``/etc/wireguard/wg0.conf`` → ``wg0.key``)."""
     return config_path.removesuffix(".conf") + ".key"
@@ -188,9 +239,9 @@ def plan_host(
 ) -> HostPlan:
     """Everything to change on one reachable host. ``names`` names peers by key for removals."""
     changes: list[Change] = []
-    if observed.public_key is None:
-        adopt = observed.config is not None and not observed.config.managed
-        changes.append(CreateKey(adopt_from_config=adopt))
+    notes: list[str] = []  # things left alone on purpose, for the user to know
+    if not observed.key_file:
+        changes.append(create_key(observed))
     config = observed.config
     if config is None:
         changes.append(WriteConfig(config_path, "new"))
@@ -215,7 +266,12 @@ def plan_host(
             and device.public_key != observed.public_key
         ):
             changes.append(SetPrivateKey(key_path(config_path)))
-        changes += diff_peers(wanted.device, device, names, resolved)
+        for change in diff_peers(wanted.device, device, names, resolved):
+            note = roamed(change, observed)
+            if note is None:
+                changes.append(change)
+            else:
+                notes.append(note)
         added = [r.network for r in observed.routes if r.protocol != "kernel"]
         changes += diff_interface(wanted, device, added)
     if wanted.hosts_block and observed.hosts_block != wanted.hosts_block:
@@ -226,7 +282,6 @@ def plan_host(
     need6 = v6 and not observed.forwarding[1]
     if need4 or need6:
         changes.append(EnableForwarding(need4, need6))
-    notes: list[str] = []
     for file in wanted.files:
         state = observed.files.get(file.path)
         if state is None or not state.exists:
@@ -237,7 +292,8 @@ def plan_host(
             changes.append(WriteFile(file.path, "changed"))
     if observed.systemd and not observed.service_enabled:
         changes.append(EnableService(wanted.device.interface.name))
-    found = conflicts(observed, wanted.mesh_networks, wanted.device.interface.name)
+    found = owner_conflicts(observed, wanted.mesh, config_path)
+    found += conflicts(observed, wanted.mesh_networks, wanted.device.interface.name)
     return HostPlan(node, tuple(changes), tuple(found), tuple(notes))
 
 

@@ -81,16 +81,27 @@ def _record(file: InventoryFile, keys: dict[str, PublicKey], forget: list[str]) 
 
 
 def refuse_conflicts(mesh: MeshPlan) -> None:
-    """Stop before any change when a host's own networks overlap the mesh (``--force`` skips this)."""
+    """Stop before any change when a host's interface belongs to another mesh, or its own networks
+    overlap the mesh (``--force`` skips this)."""
     found = mesh.conflicts
     if not found:
         return
     lines = [f"{h.node}: {c}" for h in found for c in (h.plan.conflicts if h.plan else ())]
+    hints = []
+    if any("belongs to mesh" in line for line in lines):
+        hints.append(
+            "another mesh runs on that interface: give this mesh its own ([mesh] interface = "
+            '"wg1"), or take the other mesh off the host first'
+        )
+    if any("overlaps" in line for line in lines):
+        hints.append(
+            "pick another mesh cidr (wiremesh init --cidr / edit [mesh] cidr) or remove the "
+            "overlapping route"
+        )
     raise ValidationError(
-        "the mesh network overlaps networks already on hosts; nothing was changed:\n  "
+        "apply would take over or collide with what is already on hosts; nothing was changed:\n  "
         + "\n  ".join(lines),
-        "pick another mesh cidr (wiremesh init --cidr / edit [mesh] cidr), remove the overlapping "
-        "route, or run apply --force if the overlap is intended",
+        "; ".join([*hints, "run apply --force if this is intended"]),
     )
 
 
@@ -258,7 +269,7 @@ def apply(
 
     async def run() -> ApplyReport:
         async with Sessions() as sessions:
-            ctx = await observe_mesh(file, names, options, sessions)
+            ctx = await observe_mesh(file, names, options, sessions, lock="apply")
             preview = mesh_plan(ctx)
             if not force:
                 refuse_conflicts(preview)
@@ -273,7 +284,7 @@ def apply(
                 return await hostops.ensure_key(sessions.open[name], interface)
 
             made = await fan_out(
-                sorted(ctx.pending),
+                sorted(ctx.pending | ctx.keyless),
                 make_key,
                 limit=options.parallel,
                 progress=options.progress,

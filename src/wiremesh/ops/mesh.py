@@ -28,6 +28,7 @@ from wiremesh.model.topology import (
 from wiremesh.remote import hostops, scripts
 from wiremesh.remote.fanout import NoProgress, Progress, fan_out
 from wiremesh.remote.limits import DEFAULT_PARALLEL
+from wiremesh.remote.lock import lock_all
 from wiremesh.remote.ssh import HostError, Sessions, SshOptions, connect
 from wiremesh.store.inventory_file import InventoryFile
 
@@ -50,6 +51,7 @@ class RunOptions:
     # How a running interface changes: always "wg-set"; "syncconf" and "restart" exist only as the
     # references that bench/live.py measures against (see wiremesh.remote.live).
     live_method: str = "wg-set"
+    lock_timeout: float = 60.0  # how long apply waits for another run's host locks
 
 
 def ssh_options(file: InventoryFile, inventory: Inventory, options: RunOptions) -> SshOptions:
@@ -116,12 +118,15 @@ def select(inventory: Inventory, names: list[str]) -> list[str]:
 def effective_keys(
     inventory: Inventory, observed: Mapping[str, ObservedHost | HostError]
 ) -> dict[str, PublicKey | None]:
-    """Each node's public key: what its host has (the truth), else what the inventory recorded."""
+    """Each node's public key: what its host has (the key file, else the running interface: the truth
+    its peers know), else what the inventory recorded."""
     keys: dict[str, PublicKey | None] = {}
     for node in inventory:
         seen = observed.get(node.name)
         if isinstance(seen, ObservedHost) and seen.public_key is not None:
             keys[node.name] = seen.public_key
+        elif isinstance(seen, ObservedHost) and seen.device and seen.device.public_key:
+            keys[node.name] = seen.device.public_key
         else:
             keys[node.name] = node.public_key
     return keys
@@ -183,8 +188,36 @@ def wanted_hosts(
             files=(files or {}).get(node.name, ()),
             forwarding=forwarding_needed(inventory, node, facts, relays),
             mesh_networks=networks,
+            mesh=inventory.mesh.name,
         )
     return out
+
+
+async def connect_and_lock(
+    sessions: Sessions,
+    targets: Mapping[str, SshTarget],
+    inventory: Inventory,
+    ssh: SshOptions,
+    options: RunOptions,
+    command: str,
+) -> dict[str, HostError]:
+    """Connect to every target and take each host's lock (all or none, see
+    :mod:`wiremesh.remote.lock`); the locks are held until ``sessions`` closes. Returns the hosts
+    that could not be reached; raises :class:`~wiremesh.errors.OperationError` when another run
+    holds locks past ``options.lock_timeout``."""
+
+    async def one(name: str) -> None:
+        if name not in sessions.open:
+            sessions.open[name] = await connect(name, targets[name], ssh)
+
+    done = await fan_out(
+        targets, one, limit=options.parallel, progress=options.progress, label="connecting"
+    )
+    failed = {n: e for n, e in done.items() if isinstance(e, HostError)}
+    reachable = [sessions.open[n] for n in targets if n not in failed]
+    held, lost = await lock_all(reachable, inventory.mesh.interface, options.lock_timeout, command)
+    sessions.locks.update(held)
+    return {**failed, **lost}
 
 
 async def open_and_observe(
@@ -197,15 +230,20 @@ async def open_and_observe(
     learnt: Mapping[str, Endpoint] | None = None,
     files: Mapping[str, tuple[ManagedFile, ...]] | None = None,
     full: bool = True,
+    failed: Mapping[str, HostError] | None = None,
 ) -> dict[str, ObservedHost | HostError]:
     """Connect to every target (one connection each, kept in ``sessions``) and observe it.
 
     Each node's host also reports the MTU of its routes toward its peers' underlay addresses
-    (``learnt``: the public addresses seen for nodes behind NAT).
+    (``learnt``: the public addresses seen for nodes behind NAT). Hosts in ``failed`` (they could
+    not be reached before) are not tried again.
     """
     interface = inventory.mesh.interface
+    known = dict(failed or {})
 
     async def one(name: str) -> ObservedHost:
+        if name in known:
+            raise known[name]
         session = sessions.open.get(name)
         if session is None:
             session = await connect(name, targets[name], ssh)

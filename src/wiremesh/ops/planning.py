@@ -22,6 +22,7 @@ from wiremesh.model.plan import plan_host
 from wiremesh.model.topology import NO_FACTS, Facts
 from wiremesh.ops.mesh import (
     RunOptions,
+    connect_and_lock,
     effective_keys,
     open_and_observe,
     resolve_endpoints,
@@ -91,6 +92,7 @@ class Context:
     resolved: dict[str, frozenset[IPAddress]]
     facts: Facts = NO_FACTS
     files: Mapping[str, tuple[ManagedFile, ...]] = field(default_factory=dict)
+    keyless: frozenset[str] = frozenset()  # reachable hosts without a key file
 
     def reachable(self) -> dict[str, ObservedHost]:
         """The hosts observed without error."""
@@ -134,6 +136,13 @@ def host_plans(ctx: Context, wanted: dict[str, WantedHost]) -> list[HostResult]:
         if isinstance(seen, HostError):
             out.append(HostResult(name, error=seen, removed=True))
             continue
+        owner = seen.config.mesh if seen.config is not None else None
+        if owner is not None and owner != ctx.inventory.mesh.name:
+            # Another mesh's interface now (the host was given to it): only our /etc/hosts block
+            # is ours to remove; TearDown would take their interface down.
+            note = f"{conf} belongs to mesh {owner!r}: its interface is left as it is"
+            out.append(HostResult(name, HostPlan(name, (), notes=(note,)), removed=True))
+            continue
         present = seen.device is not None or (seen.config is not None and seen.config.managed)
         present = present or seen.hosts_block is not None
         changes: tuple[Change, ...] = (TearDown(interface),) if present else ()
@@ -142,8 +151,14 @@ def host_plans(ctx: Context, wanted: dict[str, WantedHost]) -> list[HostResult]:
 
 
 async def observe_mesh(
-    file: InventoryFile, names: list[str], options: RunOptions, sessions: Sessions
+    file: InventoryFile,
+    names: list[str],
+    options: RunOptions,
+    sessions: Sessions,
+    lock: str | None = None,
 ) -> Context:
+    """Connect to the selected hosts and read them (with ``lock``, the command's name: take every
+    host's lock first and hold it while ``sessions`` is open, as ``apply`` does)."""
     inventory = file.load()
     selected = select(inventory, names)
     nodes: list[str] = [n for n in selected if inventory.find(n) is not None]
@@ -152,10 +167,20 @@ async def observe_mesh(
     targets.update({r.name: ssh_target(r) for r in inventory.removed if r.name in removed})
     ssh = ssh_options(file, inventory, options)
     files = options.extra_files(inventory) if options.extra_files else {}
-    observed = await open_and_observe(sessions, targets, inventory, ssh, options, files=files)
+    unreachable: dict[str, HostError] = {}
+    if lock is not None:
+        unreachable = await connect_and_lock(sessions, targets, inventory, ssh, options, lock)
+    observed = await open_and_observe(
+        sessions, targets, inventory, ssh, options, files=files, failed=unreachable
+    )
     keys = effective_keys(inventory, observed)
     pending = frozenset(
         n for n in nodes if isinstance(observed[n], ObservedHost) and keys.get(n) is None
+    )
+    # Hosts whose key file is missing get one first too (recovered from their running interface or
+    # config where they can), even when their public key is known.
+    keyless = frozenset(
+        n for n in nodes if isinstance(s := observed[n], ObservedHost) and not s.key_file
     )
     ctx = Context(
         inventory,
@@ -167,6 +192,7 @@ async def observe_mesh(
         keys,
         pending,
         resolve_endpoints(inventory),
+        keyless=keyless,
     )
     ctx.facts = derive_facts(inventory, keys, ctx.reachable())
     ctx.files = files

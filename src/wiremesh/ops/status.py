@@ -95,7 +95,15 @@ def status(file: InventoryFile, options: RunOptions, ping: bool = False) -> Mesh
             if isinstance(seen, HostError):
                 nodes.append(NodeStatus(node.name, False, error=seen.reason))
                 continue
-            nodes.append(node_status(node.name, seen, members, everyone))
+            nodes.append(
+                node_status(
+                    node.name,
+                    seen,
+                    members,
+                    everyone,
+                    seen.config.endpoints if seen.config is not None else None,
+                )
+            )
         return mesh_health(nodes, results)
 
     return asyncio.run(run())

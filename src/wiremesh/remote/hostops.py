@@ -168,5 +168,5 @@ async def execute(
 async def tear_down(session: Session, interface: str, mesh: str) -> Outcome:
     """Take a removed node out of the mesh on its host."""
     await session.run(scripts.remove_hosts_block(mesh), step="removing the /etc/hosts block")
-    await session.run(scripts.tear_down(interface), step="taking the interface down")
+    await session.run(scripts.tear_down(interface, mesh), step="taking the interface down")
     return Outcome(session.node, (TearDown(interface),))

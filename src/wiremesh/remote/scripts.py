@@ -125,23 +125,30 @@ s end
 
 
 def ensure_key(interface: str) -> str:
-    """Make the private key on the host if it has none, and print only the public key.
+    """Make the private key file on the host if it has none, and print only the public key.
 
-    A config may already hold the host's key (an imported mesh, or our own config whose key file
-    was lost): then that key is copied into the key file, on the host, so that peers need not change.
+    Where the key comes from, in order: the running interface (its peers know that key: a lost key
+    file is recovered from it), the config file (an imported mesh, or our own config whose key file
+    was lost), else a new key. All on the host; the key is never printed or sent.
     """
     conf, key = paths(interface)
+    i = shlex.quote(interface)
     return f"""
 set -eu
 umask 077
 mkdir -p {WG_DIR}
 if [ ! -s {key} ]; then
-  tmp={key}.wiremesh-tmp
-  if [ -f {conf} ]; then
+  tmp={key}.wiremesh-new.$$
+  trap 'rm -f "$tmp"' EXIT
+  k=$(wg show {i} private-key 2>/dev/null || true)
+  case "$k" in ""|"(none)") ;; *) printf '%s\\n' "$k" > "$tmp" ;; esac
+  k=
+  if [ ! -s "$tmp" ] && [ -f {conf} ]; then
     awk -F '=' 'tolower($1) ~ /^[ \\t]*privatekey[ \\t]*$/ {{
       v = $0; sub(/^[^=]*=[ \\t]*/, "", v); sub(/[ \\t#].*$/, "", v); print v; exit }}' {conf} > "$tmp"
   fi
   if [ ! -s "$tmp" ]; then wg genkey > "$tmp"; fi
+  wg pubkey < "$tmp" > /dev/null  # a valid key, or fail before it replaces anything
   chmod 600 "$tmp"
   mv "$tmp" {key}
 fi
@@ -171,7 +178,7 @@ def write_hosts_block(mesh: str) -> str:
     return f"""
 set -eu
 umask 022
-new=/etc/.hosts.wiremesh-tmp
+new=/etc/.hosts.wiremesh-new.$$
 {{ {_drop_block(mesh)} /etc/hosts 2>/dev/null || true
   echo {shlex.quote(begin)}
   cat
@@ -187,7 +194,7 @@ def remove_hosts_block(mesh: str) -> str:
 set -eu
 umask 022
 grep -qxF {shlex.quote(begin)} /etc/hosts 2>/dev/null || exit 0
-new=/etc/.hosts.wiremesh-tmp
+new=/etc/.hosts.wiremesh-new.$$
 {_drop_block(mesh)} /etc/hosts > $new
 {_replace_hosts("$new")}
 """
@@ -207,8 +214,8 @@ sysctl -q {now}
 mkdir -p /etc/sysctl.d
 {{ echo '# wiremesh: managed file (forwarding for relays and routed subnets)'
   grep -v '^#' {SYSCTL_FILE} 2>/dev/null | grep -v -e '^$' {" ".join(f"-e '^{k} '" for k in keys)} || true
-  printf '{settings}\n'; }} > {SYSCTL_FILE}.wiremesh-tmp
-mv {SYSCTL_FILE}.wiremesh-tmp {SYSCTL_FILE}
+  printf '{settings}\n'; }} > {SYSCTL_FILE}.wiremesh-new.$$
+mv {SYSCTL_FILE}.wiremesh-new.$$ {SYSCTL_FILE}
 """
 
 
@@ -216,11 +223,12 @@ def write_file(path: str, mode: int) -> str:
     """Write stdin to ``path`` atomically with ``mode``, creating its directory (0755)."""
     directory = shlex.quote(path.rsplit("/", 1)[0] or "/")
     target = shlex.quote(path)
-    tmp = shlex.quote(path + ".wiremesh-tmp")
+    tmp = shlex.quote(path + ".wiremesh-new") + ".$$"
     return f"""
 set -eu
 umask 077
 mkdir -p {directory}
+trap 'rm -f {tmp}' EXIT
 cat > {tmp}
 chmod {mode:o} {tmp}
 mv {tmp} {target}
@@ -232,17 +240,24 @@ def enable_service(interface: str) -> str:
     return f"systemctl enable wg-quick@{shlex.quote(interface)} >/dev/null 2>&1"
 
 
-def tear_down(interface: str) -> str:
+def tear_down(interface: str, mesh: str = "mesh") -> str:
     """Take a removed node out: interface down, service disabled, our files removed.
 
     Forwarding is left as it is at runtime (other things may rely on it); only our sysctl file goes,
-    so it is off again after the next reboot. The /etc/hosts block is removed by its own step.
+    so it is off again after the next reboot. The /etc/hosts block is removed by its own step. An
+    interface whose config names another mesh is not ours to take down: the script refuses (exit 4),
+    also when the plan missed it (another run changed the host since).
     """
     conf, key = paths(interface)
     i = shlex.quote(interface)
+    other = shlex.quote(f" of mesh {mesh}")
     return f"""
-rm -f {SYSCTL_FILE}
 set -u
+if [ -f {conf} ] && head -n 1 {conf} | grep -q ' of mesh ' && ! head -n 1 {conf} | grep -qF {other}; then
+  echo "{conf} belongs to another mesh: $(head -n 1 {conf})" >&2
+  exit 4
+fi
+rm -f {SYSCTL_FILE}
 if [ -d /run/systemd/system ]; then systemctl disable wg-quick@{i} >/dev/null 2>&1 || true; fi
 if ip link show dev {i} >/dev/null 2>&1; then
   wg-quick down {i} >/dev/null 2>&1 || ip link del dev {i}

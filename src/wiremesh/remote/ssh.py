@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Protocol
 
 import asyncssh
 
@@ -183,6 +184,20 @@ class Session:
             raise HostCommandError(self.node, step, script, status, stderr)
         return CommandResult(status, stdout, stderr)
 
+    @property
+    def command_timeout(self) -> float:
+        """Seconds a command may take (``--command-timeout``)."""
+        return self._options.command_timeout
+
+    async def start(self, script: str, *, step: str) -> asyncssh.SSHClientProcess[str]:
+        """Start ``script`` with ``sh -c`` and return the running process (its channel stays open
+        until closed: used for the host lock, :mod:`wiremesh.remote.lock`)."""
+        log.debug("%s: %s (started)", self.node, step)
+        try:
+            return await self._conn.create_process("sh -c " + shlex.quote(script))
+        except (asyncssh.Error, OSError) as exc:
+            raise HostError(self.node, f"{step}: connection lost ({exc})") from None
+
     def close(self) -> None:
         """Close the connection."""
         self._conn.close()
@@ -280,11 +295,18 @@ async def _connect_accepting(
     return conn
 
 
+class Releasable(Protocol):
+    """Something held on a host until released (a host lock)."""
+
+    def release(self) -> None: ...
+
+
 class Sessions:
     """The open sessions of one run; closes them all on exit."""
 
     def __init__(self) -> None:
         self.open: dict[str, Session] = {}
+        self.locks: dict[str, Releasable] = {}  # host locks held by this run (released first)
 
     async def __aenter__(self) -> Sessions:
         return self
@@ -295,6 +317,9 @@ class Sessions:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        for lock in self.locks.values():
+            lock.release()
+        self.locks.clear()
         for session in self.open.values():
             session.close()
         self.open.clear()

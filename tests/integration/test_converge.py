@@ -94,7 +94,14 @@ def test_cold_apply_gives_a_full_mesh(lab: Lab) -> None:
     assert r.code == 0, r.out
     status = json.loads(r.out)
     assert status["healthy"] is True
-    assert status["links"] == {"expected": 20, "up": 20, "direct": 20, "relayed": 0, "down": 0}
+    assert status["links"] == {
+        "expected": 20,
+        "up": 20,
+        "direct": 20,
+        "relayed": 0,
+        "idle": 0,
+        "down": 0,
+    }
     for node in status["nodes"]:
         assert node["reachable"] and node["interface_up"]
         assert len(node["peers"]) == 4

@@ -163,6 +163,7 @@ def test_live_add_loses_no_packet(lab: Lab) -> None:
     finally:
         count = probe.stop()
     assert r.code == 0, r.out + r.err
+    print(f"2 ms ping lab1 -> lab2 across the live add: {count.sent} sent, {len(count.lost)} lost")
     assert count.sent > 300, count
     assert count.lost == (), f"lost {len(count.lost)} of {count.sent}: {count.lost[:20]}"
     for name, old in before.items():

@@ -26,7 +26,7 @@ Decisions:
 from __future__ import annotations
 
 from wiremesh.errors import ValidationError
-from wiremesh.model.inventory import Inventory
+from wiremesh.model.inventory import Inventory, Node
 from wiremesh.model.names import NodeName
 from wiremesh.model.nft import (
     GUARD,
@@ -170,26 +170,34 @@ def compile_inventory(inventory: Inventory) -> dict[NodeName, HostFirewall | Non
     return {n.name: compile_host(resolved, n.name, interface, fams) for n in inventory.nodes}
 
 
+def ssh_guard_conflict(resolved: ResolvedPolicy, node: Node) -> str | None:
+    """Why ``node``'s guard would drop the port wiremesh logs in on (from the inventory's ``ssh``,
+    else 22; a port set only in an OpenSSH config is not seen here), or None."""
+    port = node.ssh.port if node.ssh is not None and node.ssh.port is not None else 22
+    for spec in guard_ports(resolved, node.name):
+        if spec.proto is Proto.TCP and spec.low <= port <= spec.high:
+            return f"the guard would drop {spec}, which covers its SSH port {port}"
+    return None
+
+
 def guard_ssh_conflicts(inventory: Inventory) -> list[ValidationError]:
-    """Hosts whose guard would drop the port wiremesh logs in on (from the inventory's ``ssh``, else
-    22; a port set only in an OpenSSH config is not seen here). ``apply`` refuses these unless
-    forced, and then relies on commit-confirmed to get the host back."""
+    """Hosts whose guard would drop the port wiremesh logs in on (:func:`ssh_guard_conflict`).
+    ``apply`` refuses these unless forced, and then relies on commit-confirmed to get the host
+    back."""
     resolved = resolve(inventory)
     if resolved is None:
         return []
     problems = []
     for node in inventory.nodes:
-        port = node.ssh.port if node.ssh is not None and node.ssh.port is not None else 22
-        for spec in guard_ports(resolved, node.name):
-            if spec.proto is Proto.TCP and spec.low <= port <= spec.high:
-                problems.append(
-                    ValidationError(
-                        f"node {node.name!r}: the guard would drop {spec}, which covers its SSH "
-                        f"port {port}",
-                        "remove overlay_only from the rule that covers the SSH port; with --force "
-                        "the host undoes the change by itself when apply cannot log in again",
-                    )
+        why = ssh_guard_conflict(resolved, node)
+        if why is not None:
+            problems.append(
+                ValidationError(
+                    f"node {node.name!r}: {why}",
+                    "remove overlay_only from the rule that covers the SSH port; with --force "
+                    "the host undoes the change by itself when apply cannot log in again",
                 )
+            )
     return problems
 
 

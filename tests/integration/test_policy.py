@@ -117,7 +117,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     servers: list[subprocess.Popen[bytes]] = []
     try:
         for port in (5432, 5433):
-            argv = made.exec_argv("lab2", [sys.executable, "-c", SERVER, str(port)])
+            argv = made.exec_argv("lab2", ["python3", "-c", SERVER, str(port)])
             servers.append(subprocess.Popen(argv))
         assert wm(made, "apply", "--yes").code == 0
         yield made
@@ -166,7 +166,7 @@ def test_joining_a_group_changes_set_elements_only(lab: Lab) -> None:
     assert any(c["kind"] == "add_elements" for h in plan["hosts"] for c in h["changes"])
     ip = addresses(lab)
     stream = subprocess.Popen(
-        lab.exec_argv("lab1", [sys.executable, "-c", STREAM, ip["lab2"], "5432", "6"]),
+        lab.exec_argv("lab1", ["python3", "-c", STREAM, ip["lab2"], "5432", "6"]),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

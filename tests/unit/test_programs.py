@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import ast
 import re
+from ipaddress import ip_address
 from pathlib import Path
 
 from wiremesh.lab import host, image, nat, prereq, vm
 from wiremesh.model.live import IpStep, LiveSteps, WgStep
-from wiremesh.remote import live, scripts
+from wiremesh.model.policy.ports import Probe, Proto
+from wiremesh.remote import live, nft, scripts
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,6 +42,8 @@ PACKAGES: dict[str, str] = {
             "sha256sum",
             "sleep",
             "stat",
+            "tail",
+            "timeout",
             "tr",
             "wc",
         ],
@@ -57,6 +61,8 @@ PACKAGES: dict[str, str] = {
     "nsenter": "util-linux",
     "unshare": "util-linux",
     "flock": "util-linux",
+    "setsid": "util-linux",
+    "bash": "bash",
     "ip": "iproute2",
     "ping": "iputils-ping",
     "sysctl": "procps",
@@ -207,6 +213,18 @@ def host_scripts() -> list[str]:
         scripts.enable_service("wg0"),
         scripts.tear_down("wg0"),
         scripts.ping_all(["10.0.0.1"]),
+    ]
+    probes = [Probe(Proto.TCP, 22), Probe(Proto.ICMP), Probe(Proto.UDP, 53)]
+    out += [
+        nft.read("wg0"),
+        nft.load("wg0"),
+        nft.persist("wg0"),
+        nft.remove("wg0"),
+        nft.begin_confirmed("wg0", "t1", 30),
+        nft.UNDO_SCRIPT,
+        nft.confirm("wg0", "t1"),
+        nft.rollback("wg0", "t1"),
+        nft.probe([nft.ProbeTarget(ip_address("10.0.0.1"), p) for p in probes]),
     ]
     for method in live.METHODS:
         out.append(live.live_script("wg0", steps, True, False, method, at=1.0))

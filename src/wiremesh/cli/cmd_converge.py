@@ -56,6 +56,11 @@ def run_options(args: argparse.Namespace, ctx: Context, show_progress: bool = Tr
 
     if args.parallel < 1:
         raise ValidationError(f"--parallel {args.parallel} must be at least 1")
+    confirm_timeout = getattr(args, "confirm_timeout", 60)
+    if not 5 <= confirm_timeout <= 3600:
+        raise ValidationError(
+            f"--confirm-timeout {confirm_timeout} is out of range", "give seconds from 5 to 3600"
+        )
     lock_timeout = getattr(args, "lock_timeout", 60.0)
     if not 0 <= lock_timeout <= 86400:
         raise ValidationError(
@@ -75,6 +80,7 @@ def run_options(args: argparse.Namespace, ctx: Context, show_progress: bool = Tr
         progress=progress_for(ctx.out.err_console, show_progress),
         extra_files=extra,
         lock_timeout=lock_timeout,
+        confirm_timeout=confirm_timeout,
     )
 
 
@@ -99,6 +105,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="apply even where a host's own routes or addresses overlap the mesh network, or its "
         "interface belongs to another mesh",
+    )
+    a.add_argument(
+        "--confirm-timeout",
+        type=int,
+        default=60,
+        metavar="S",
+        help="a guard change is undone by the host unless apply confirms it within S seconds "
+        "over a new SSH connection (default 60)",
     )
     a.add_argument(
         "--lock-timeout",

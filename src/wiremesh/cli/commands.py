@@ -11,6 +11,7 @@ from wiremesh.cli import (
     cmd_k3s,
     cmd_lab,
     cmd_node,
+    cmd_policy,
     cmd_render,
     cmd_status,
 )
@@ -25,6 +26,7 @@ MODULES: list[CommandModule] = [
     cmd_import,
     cmd_converge,
     cmd_status,
+    cmd_policy,
     cmd_k3s,
     cmd_lab,
 ]

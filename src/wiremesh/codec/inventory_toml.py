@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from wiremesh.codec import fields as f
+from wiremesh.codec.policy_toml import parse_groups, parse_policy
 from wiremesh.errors import ValidationError
 from wiremesh.model.addressing import allocate
 from wiremesh.model.inventory import (
@@ -73,6 +74,7 @@ NODE_FIELDS: tuple[Field, ...] = (
     Field("public_key", f.parse_public_key),
     Field("relay", f.parse_node_name),
     Field("k3s_role", f.parse_k3s_role),
+    Field("groups", parse_groups),
 )
 
 REMOVED_FIELDS: tuple[Field, ...] = (
@@ -82,7 +84,7 @@ REMOVED_FIELDS: tuple[Field, ...] = (
     Field("public_key", f.parse_public_key),
 )
 
-TOP_KEYS = ("version", "mesh", "node", "removed")
+TOP_KEYS = ("version", "mesh", "node", "removed", "policy")
 
 # Migrations from version N to N+1, applied in order on load (none yet: version 1 is the first).
 MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
@@ -196,13 +198,14 @@ def parse_data(data: dict[str, Any], source: str) -> Loaded:
         name = table.get("name")
         where = f"removed node {name!r}" if isinstance(name, str) else f"removed #{index + 1}"
         removed.append(RemovedNode(**_parse_table(table, REMOVED_FIELDS, where, problems)))
+    policy = parse_policy(data.get("policy"), problems)
     if problems or "cidr" not in mesh_values:
         raise InvalidInventory(problems, source)
     mesh = MeshSettings(**mesh_values)
     before = sum(len(v) for v in node_values)
     nodes = _with_addresses(mesh, node_values)
     allocated = sum(len(v) for v in node_values) != before
-    inventory = Inventory(mesh, tuple(nodes), tuple(removed))
+    inventory = Inventory(mesh, tuple(nodes), tuple(removed), policy)
     return Loaded(validate(inventory, source), allocated)
 
 

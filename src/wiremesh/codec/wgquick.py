@@ -8,6 +8,7 @@ report them.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from ipaddress import IPv4Interface, IPv6Interface, ip_interface, ip_network
 
@@ -98,6 +99,17 @@ def _csv(items: tuple[object, ...]) -> str:
     return ", ".join(str(i) for i in items)
 
 
+_FIREWALL_FILE = re.compile(r"^/etc/wireguard/wiremesh-[a-zA-Z0-9_=+.-]{1,15}\.nft$")
+
+
+def _firewall_file(path: str) -> str:
+    """The only hook wiremesh writes loads its own table file: a path of exactly that form (a hook
+    is a command wg-quick runs as root)."""
+    if not _FIREWALL_FILE.match(path):
+        raise ValueError(f"refusing to write a PreUp hook for {path!r}")
+    return path
+
+
 def _peer_block(device: WantedDevice, peer: WantedPeer) -> str:
     if peer.public_key is None:
         raise ValidationError(
@@ -137,6 +149,8 @@ def render(
     lines.append(f"ListenPort = {iface.listen_port}")
     if iface.mtu is not None:
         lines.append(f"MTU = {iface.mtu}")
+    if iface.firewall_file is not None:
+        lines.append(f"PreUp = nft -f {_firewall_file(iface.firewall_file)}")
     parts = ["\n".join(lines) + "\n"]
     if memo is None:
         parts.extend(_peer_block(device, peer) for peer in device.peers)

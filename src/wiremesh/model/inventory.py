@@ -13,12 +13,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from functools import cached_property
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from typing import TYPE_CHECKING
 
 from wiremesh.errors import ValidationError
 from wiremesh.model.addressing import IPNetwork, host_capacity, is_host_address
 from wiremesh.model.endpoint import Endpoint, SshTarget
 from wiremesh.model.keys import PublicKey
 from wiremesh.model.names import NodeName
+
+if TYPE_CHECKING:
+    from wiremesh.model.policy.rules import Policy
 
 FORMAT_VERSION = 1
 DEFAULT_INTERFACE = "wg0"
@@ -62,6 +66,7 @@ class Node:
     allowed_ips: tuple[IPNetwork, ...] = ()
     relay: NodeName | None = None  # overrides the mesh's relay for this node
     k3s_role: str | None = None  # "server" or "agent": used by 'k3s config' and 'apply --k3s'
+    groups: tuple[str, ...] = ()  # policy groups (docs/policy.md)
 
 
 K3S_ROLES = ("server", "agent")
@@ -86,6 +91,7 @@ class Inventory:
     mesh: MeshSettings
     nodes: tuple[Node, ...] = ()
     removed: tuple[RemovedNode, ...] = ()
+    policy: Policy | None = None  # the [policy] table; None: no policy, nothing installed
 
     def __iter__(self) -> Iterator[Node]:
         return iter(self.nodes)
@@ -199,6 +205,9 @@ def check(inventory: Inventory) -> list[ValidationError]:
     problems += _check_addresses(inventory)
     problems += _check_keys(inventory)
     problems += _check_allowed_ips(inventory)
+    from wiremesh.model.policy.check import check_policy  # imports this module
+
+    problems += check_policy(inventory)
     return problems
 
 

@@ -37,6 +37,7 @@ from wiremesh.ops.planning import (
 )
 from wiremesh.remote import hostops
 from wiremesh.remote.fanout import fan_out
+from wiremesh.remote.firewallops import confirm_guard
 from wiremesh.remote.ssh import HostError, Sessions
 from wiremesh.store.inventory_file import InventoryFile
 
@@ -139,8 +140,9 @@ async def execute_plan(
             mesh_name,
             options.live_method,
             at if name in together else None,
+            options.confirm_timeout,
         )
-        return replace(result, done=outcome.done)
+        return replace(result, done=outcome.done, guard=outcome.guard)
 
     todo = [h.node for h in mesh.hosts if h.plan is not None and not h.plan.empty]
     done = await fan_out(
@@ -258,6 +260,37 @@ async def _follow_up(
     return [merged[h.node] for h in results], rounds
 
 
+async def confirm_guards(
+    ctx: Context, mesh: MeshPlan, options: RunOptions, results: list[HostResult]
+) -> list[HostResult]:
+    """Confirm every guard change over a *new* SSH connection per host (the proof that SSH still
+    works); a host that cannot be logged in to again undoes the change by itself."""
+    pending = {h.node: h.guard for h in results if h.guard is not None and not h.failed}
+    if not pending:
+        return results
+    interface = ctx.inventory.mesh.interface
+
+    async def confirm(name: str) -> None:
+        firewall = mesh.wanted[name].firewall
+        guard = pending[name]
+        assert firewall is not None and guard is not None
+        await confirm_guard(name, ctx.targets[name], ctx.ssh, interface, firewall, guard)
+
+    done = await fan_out(
+        list(pending),
+        confirm,
+        limit=options.parallel,
+        progress=options.progress,
+        label="confirming guard changes",
+    )
+    return [
+        replace(h, error=done[h.node], guard=None)
+        if isinstance(done.get(h.node), HostError)
+        else replace(h, guard=None)
+        for h in results
+    ]
+
+
 def apply(
     file: InventoryFile,
     names: list[str],
@@ -302,6 +335,7 @@ def apply(
             # 2. Every host's plan, in parallel; then NAT follow-up rounds where needed.
             results = await execute_plan(ctx, final, sessions, options, "applying")
             results, rounds = await _follow_up(ctx, sessions, options, results)
+            results = await confirm_guards(ctx, final, options, results)
             finished = [h.node for h in results if h.removed and not h.failed]
             _record(file, {}, finished)
             return ApplyReport(final, tuple(results), applied=True, rounds=rounds)

@@ -16,6 +16,7 @@ from wiremesh.model.facts import underlay_targets
 from wiremesh.model.host import ManagedFile, ObservedHost, WantedHost, extra_routes
 from wiremesh.model.inventory import Inventory, Node, RemovedNode
 from wiremesh.model.keys import PublicKey
+from wiremesh.model.policy.compile import compile_inventory
 from wiremesh.model.topology import (
     NO_FACTS,
     Facts,
@@ -25,7 +26,7 @@ from wiremesh.model.topology import (
     wanted_device,
     wanted_mesh,
 )
-from wiremesh.remote import hostops, scripts
+from wiremesh.remote import hostops, nft, scripts
 from wiremesh.remote.fanout import NoProgress, Progress, fan_out
 from wiremesh.remote.limits import DEFAULT_PARALLEL
 from wiremesh.remote.lock import lock_all
@@ -52,6 +53,7 @@ class RunOptions:
     # references that bench/live.py measures against (see wiremesh.remote.live).
     live_method: str = "wg-set"
     lock_timeout: float = 60.0  # how long apply waits for another run's host locks
+    confirm_timeout: int = 60  # a guard change is undone by the host unless confirmed within this
 
 
 def ssh_options(file: InventoryFile, inventory: Inventory, options: RunOptions) -> SshOptions:
@@ -165,6 +167,7 @@ def wanted_hosts(
     config_devices = wanted_mesh(keyed, facts)
     block = hosts_block(inventory)
     relays = active_relays(inventory, facts)
+    firewalls = compile_inventory(inventory)
     networks = tuple(n for n in (inventory.mesh.cidr, inventory.mesh.cidr6) if n is not None)
     memo: dict[int, str] = {}
     out: dict[str, WantedHost] = {}
@@ -174,6 +177,10 @@ def wanted_hosts(
         shared = config_device is not None  # memo keys are peer ids: only for long-lived peers
         if config_device is None:
             config_device = wanted_device(keyed.with_node(node), node, facts)
+        firewall = firewalls.get(node.name)
+        if firewall is not None:
+            hook = replace(config_device.interface, firewall_file=nft.boot_file(firewall.interface))
+            config_device = replace(config_device, interface=hook)
         text = render(
             config_device,
             KeyFile(key_path),
@@ -189,6 +196,7 @@ def wanted_hosts(
             forwarding=forwarding_needed(inventory, node, facts, relays),
             mesh_networks=networks,
             mesh=inventory.mesh.name,
+            firewall=firewall,
         )
     return out
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import shlex
 
 from wiremesh.codec.wgquick import MANAGED_MARKER
+from wiremesh.remote import nft
 
 WG_DIR = "/etc/wireguard"
 SECTION = "@@wiremesh "
@@ -47,7 +48,9 @@ def observe(
     ``targets`` are underlay addresses of the peers: the route toward each is read for
     ``mtu = "auto"``. For each of ``files``: whether it exists, is ours (marker on its first line),
     its mode and sha256 (never its content: such files may hold secrets). ``full=False`` (status)
-    leaves out what only planning needs: other routes, /etc/hosts, forwarding, underlay, files.
+    leaves out what only planning needs: other routes, /etc/hosts, forwarding, underlay, files, and
+    our nftables table, its boot file and the state of commit-confirmed changes
+    (:func:`wiremesh.remote.nft.read`, in its own ``nft`` section).
 
     Few processes on purpose: on 30 hosts sharing two CPUs, each extra fork per peer showed up as
     seconds of plan time. Links, addresses and routes of all interfaces come from one ``ip`` call each
@@ -119,7 +122,8 @@ for p in {quoted_files}; do
     echo "$p $m $(stat -c %a "$p") $(sha256sum < "$p" | cut -d' ' -f1)"
   else echo "$p missing"; fi
 done
-s end
+s nft
+{nft.read(interface)}echo "{SECTION}end"
 """
     )
 

@@ -6,11 +6,14 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
+from wiremesh.cli.args import int_range, seconds_arg
 from wiremesh.cli.context import Context
 from wiremesh.cli.output import Output, escape
 from wiremesh.errors import ExitStatus, ValidationError
 from wiremesh.remote.limits import DEFAULT_PARALLEL
-from wiremesh.store.inventory_file import InventoryFile
+
+MAX_PARALLEL = 1024
+"""More hosts at once than this only exhausts file descriptors (each connection needs a few)."""
 
 # The SSH stack (asyncssh) is imported when a command talks to hosts, not at start-up.
 if TYPE_CHECKING:
@@ -28,21 +31,21 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--parallel",
-        type=int,
+        type=int_range(1, MAX_PARALLEL),
         default=DEFAULT_PARALLEL,
         metavar="N",
         help=f"hosts worked on at once (default {DEFAULT_PARALLEL})",
     )
     p.add_argument(
         "--connect-timeout",
-        type=float,
+        type=seconds_arg,
         default=15.0,
         metavar="S",
         help="SSH connect timeout in seconds (default 15)",
     )
     p.add_argument(
         "--command-timeout",
-        type=float,
+        type=seconds_arg,
         default=120.0,
         metavar="S",
         help="timeout of each host command in seconds (default 120)",
@@ -54,8 +57,6 @@ def run_options(args: argparse.Namespace, ctx: Context, show_progress: bool = Tr
     from wiremesh.cli.progress import progress_for
     from wiremesh.ops.mesh import RunOptions
 
-    if args.parallel < 1:
-        raise ValidationError(f"--parallel {args.parallel} must be at least 1")
     extra = None
     if getattr(args, "k3s", False):
         from wiremesh.ops.k3s import k3s_files
@@ -169,9 +170,7 @@ def run_plan(args: argparse.Namespace, ctx: Context) -> int:
     """``plan``."""
     from wiremesh.ops.planning import plan
 
-    mesh = plan(
-        InventoryFile(ctx.inventory_path), args.nodes, run_options(args, ctx, not args.json)
-    )
+    mesh = plan(ctx.inventory, args.nodes, run_options(args, ctx, not args.json))
     if args.json:
         ctx.out.json(
             {
@@ -207,7 +206,7 @@ def run_apply(args: argparse.Namespace, ctx: Context) -> int:
     from wiremesh.ops.converge import apply
 
     report = apply(
-        InventoryFile(ctx.inventory_path),
+        ctx.inventory,
         args.nodes,
         run_options(args, ctx),
         _confirm(ctx, args.yes),

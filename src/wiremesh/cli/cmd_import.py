@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from wiremesh.cli.args import path_arg
 from wiremesh.cli.context import Context
-from wiremesh.store.inventory_file import InventoryFile
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -17,7 +17,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "its directory's name for files named like an interface (alpha/wg0.conf -> alpha), or NAME "
         "in NAME=FILE. Private keys go to the key directory beside the inventory.",
     )
-    p.add_argument("files", nargs="+", metavar="FILE", help="[NAME=]PATH of a wg-quick config")
+    p.add_argument(
+        "files", nargs="+", type=path_arg, metavar="FILE", help="[NAME=]PATH of a wg-quick config"
+    )
     p.add_argument("--name", help="mesh name when a new inventory is created (default: mesh)")
     p.set_defaults(handler=run)
 
@@ -26,7 +28,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     """Import."""
     from wiremesh.ops.importing import import_configs
 
-    report = import_configs(InventoryFile(ctx.inventory_path), args.files, args.name)
+    report = import_configs(ctx.inventory, args.files, args.name)
     for note in report.notes:
         ctx.out.warn(note)
     verb = "created" if report.created else "updated"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from wiremesh.cli.args import int_arg, parse_option
+from wiremesh.cli.args import int_arg, int_range, mtu_arg, parse_option, path_arg
 from wiremesh.cli.context import Context
 from wiremesh.codec import fields as f
 from wiremesh.model.names import node_name
@@ -18,7 +18,6 @@ from wiremesh.ops.nodes import (
     set_mesh,
     set_node,
 )
-from wiremesh.store.inventory_file import InventoryFile
 
 
 def _node_options(p: argparse.ArgumentParser) -> None:
@@ -73,10 +72,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     msub.required = True
     mset = msub.add_parser("set", help="change mesh settings (mtu, keepalive, ssh_config, relay)")
     mset.add_argument(
-        "--mtu", help='MTU of every interface, or "auto" (from each host\'s underlay)'
+        "--mtu", type=mtu_arg, help='MTU of every interface, or "auto" (from each host\'s underlay)'
     )
-    mset.add_argument("--keepalive", type=int_arg, metavar="S", help="PersistentKeepalive seconds")
-    mset.add_argument("--ssh-config-file", metavar="PATH", help="OpenSSH config for this mesh")
+    mset.add_argument(
+        "--keepalive", type=int_range(0, 65535), metavar="S", help="PersistentKeepalive seconds"
+    )
+    mset.add_argument(
+        "--ssh-config-file", type=path_arg, metavar="PATH", help="OpenSSH config for this mesh"
+    )
     mset.add_argument("--relay", metavar="NODE", help="node relaying between nodes behind NAT")
     mset.add_argument(
         "--clear",
@@ -117,7 +120,7 @@ def _fields(args: argparse.Namespace) -> NodeFields:
 def run_add(args: argparse.Namespace, ctx: Context) -> int:
     """``node add``."""
     name = node_name(args.name)
-    node = add_node(InventoryFile(ctx.inventory_path), name, _fields(args))
+    node = add_node(ctx.inventory, name, _fields(args))
     extra = f", address6 {node.address6}" if node.address6 else ""
     ctx.out.info(f"added node {node.name} with address {node.address}{extra}")
     return 0
@@ -125,7 +128,7 @@ def run_add(args: argparse.Namespace, ctx: Context) -> int:
 
 def run_set(args: argparse.Namespace, ctx: Context) -> int:
     """``node set``."""
-    before, after = set_node(InventoryFile(ctx.inventory_path), args.name, _fields(args))
+    before, after = set_node(ctx.inventory, args.name, _fields(args))
     if before == after:
         ctx.out.info(f"node {after.name}: nothing changed")
     else:
@@ -135,7 +138,7 @@ def run_set(args: argparse.Namespace, ctx: Context) -> int:
 
 def run_rm(args: argparse.Namespace, ctx: Context) -> int:
     """``node rm``."""
-    removal = remove_node(InventoryFile(ctx.inventory_path), args.name, args.forget)
+    removal = remove_node(ctx.inventory, args.name, args.forget)
     if removal.forgotten:
         ctx.out.info(f"dropped the pending removal of {removal.name}; its host is left as it is")
     elif removal.pending:
@@ -159,14 +162,14 @@ def run_mesh_set(args: argparse.Namespace, ctx: Context) -> int:
         changes["ssh_config"] = f.parse_text(args.ssh_config_file, "--ssh-config-file")
     if args.relay is not None:
         changes["relay"] = f.parse_node_name(args.relay, "--relay")
-    mesh = set_mesh(InventoryFile(ctx.inventory_path), changes, frozenset(args.clear))
+    mesh = set_mesh(ctx.inventory, changes, frozenset(args.clear))
     ctx.out.info(f"mesh {mesh.name}: updated; run 'wiremesh apply' to change the hosts")
     return 0
 
 
 def run_ls(args: argparse.Namespace, ctx: Context) -> int:
     """``node ls``."""
-    inventory = InventoryFile(ctx.inventory_path).load()
+    inventory = ctx.inventory.load()
     records = [node_record(inventory, n) for n in inventory]
     if args.json:
         ctx.out.json(

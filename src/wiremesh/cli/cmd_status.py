@@ -9,7 +9,6 @@ from wiremesh.cli.cmd_converge import add_run_options, run_options
 from wiremesh.cli.context import Context
 from wiremesh.cli.output import cell
 from wiremesh.errors import ExitStatus
-from wiremesh.store.inventory_file import InventoryFile
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -164,9 +163,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     """``status``."""
     from wiremesh.ops.status import status
 
-    health = status(
-        InventoryFile(ctx.inventory_path), run_options(args, ctx, not args.json), args.ping
-    )
+    health = status(ctx.inventory, run_options(args, ctx, not args.json), args.ping)
     code = ExitStatus.OK if health.healthy else ExitStatus.FAILED
     if args.json:
         ctx.out.json(to_json(health))

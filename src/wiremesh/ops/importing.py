@@ -16,7 +16,7 @@ from ipaddress import IPv4Interface, IPv4Network, IPv6Interface, IPv6Network
 from pathlib import Path
 
 from wiremesh.codec.wgquick import PeerSection, WgQuickConfig, parse
-from wiremesh.errors import OperationError, ValidationError
+from wiremesh.errors import OperationError, ValidationError, quote
 from wiremesh.model.addressing import IPNetwork
 from wiremesh.model.endpoint import Endpoint
 from wiremesh.model.inventory import (
@@ -59,7 +59,7 @@ def source_from_arg(arg: str, interface_stems: bool) -> ImportSource:
     the file is named after its interface (``alpha/wg0.conf`` is node ``alpha``)."""
     if "=" in arg and not Path(arg).exists():
         name, given = arg.split("=", 1)
-        return ImportSource(node_name(name, f"node name in {arg!r}"), Path(given))
+        return ImportSource(node_name(name, f"node name in {quote(arg)}"), Path(given))
     path = Path(arg)
     stem = path.stem
     if interface_stems or _IFACE_STEM.match(stem):
@@ -68,7 +68,7 @@ def source_from_arg(arg: str, interface_stems: bool) -> ImportSource:
         return ImportSource(node_name(stem.lower(), "node name"), path)
     except ValidationError:
         raise ValidationError(
-            f"cannot make a node name from {arg!r} ({stem!r} is not a valid name)",
+            f"cannot make a node name from {quote(arg)} ({quote(stem)} is not a valid name)",
             f"name it explicitly: wiremesh import NAME={arg}",
         ) from None
 
@@ -292,7 +292,8 @@ def import_configs(
     dupes = [n for n, c in Counter(s.name for s in sources).items() if c > 1]
     if dupes:
         raise ValidationError(
-            f"two files would become node {dupes[0]!r}", "name them: wiremesh import NAME=FILE ..."
+            f"two files would become node {quote(dupes[0])}",
+            "name them: wiremesh import NAME=FILE ...",
         )
     hosts = [_read(s) for s in sources]
     problems, notes = _cross_check(hosts)
@@ -316,7 +317,7 @@ def import_configs(
         for host in hosts:
             if current.find(host.source.name) is not None:
                 raise ValidationError(
-                    f"node {host.source.name!r} is already in {file.path}",
+                    f"node {quote(host.source.name)} is already in {file.path}",
                     f"name the file differently: wiremesh import OTHER={host.source.path}",
                 )
         new_nodes = tuple(_node(h, current.mesh) for h in hosts)

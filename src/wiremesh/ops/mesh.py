@@ -9,7 +9,7 @@ from ipaddress import ip_address
 from pathlib import Path
 
 from wiremesh.codec.wgquick import KeyFile, render
-from wiremesh.errors import ValidationError
+from wiremesh.errors import ValidationError, quote
 from wiremesh.model.addressing import IPAddress
 from wiremesh.model.endpoint import Endpoint, SshTarget
 from wiremesh.model.facts import underlay_targets
@@ -95,7 +95,7 @@ def ssh_target(node: Node | RemovedNode) -> SshTarget:
     if node.endpoint is not None:
         return SshTarget(node.endpoint.host, "root", None)
     raise ValidationError(
-        f"node {node.name!r} has neither 'ssh' nor 'endpoint': wiremesh cannot reach it",
+        f"node {quote(node.name)} has neither 'ssh' nor 'endpoint': wiremesh cannot reach it",
         f"set one: wiremesh node set {node.name} --ssh root@HOST",
     )
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, fields, replace
 from ipaddress import IPv4Address, IPv4Network, IPv6Address
 from typing import Any
 
-from wiremesh.errors import ValidationError
+from wiremesh.errors import ValidationError, quote
 from wiremesh.model.addressing import IPNetwork, allocate
 from wiremesh.model.endpoint import Endpoint, SshTarget
 from wiremesh.model.inventory import Inventory, MeshSettings, Node, unknown_node
@@ -81,7 +81,7 @@ def add_node(file: InventoryFile, name: NodeName, settings: NodeFields) -> Node:
         inventory = edit.inventory
         if inventory.find(name) is not None:
             raise ValidationError(
-                f"a node named {name!r} already exists",
+                f"a node named {quote(name)} already exists",
                 f"pick another name, or change it with 'wiremesh node set {name} ...'",
             )
         values = settings.given()
@@ -104,7 +104,7 @@ def set_node(file: InventoryFile, name: str, settings: NodeFields) -> tuple[Node
     for key in settings.clear:
         if key not in CLEARABLE:
             raise ValidationError(
-                f"cannot clear {key!r}", f"keys that can be cleared: {', '.join(CLEARABLE)}"
+                f"cannot clear {quote(key)}", f"keys that can be cleared: {', '.join(CLEARABLE)}"
             )
     with file.edit() as edit:
         before = edit.inventory.node(name)

@@ -38,6 +38,8 @@ from wiremesh.model.topology import forwarding_needed, hosts_block, wanted_mesh
 from wiremesh.ops.k3s import managed_text
 from wiremesh.remote.scripts import hosts_markers
 
+pytestmark = pytest.mark.slow  # ~20 s per property; deselect with -m "not slow"
+
 MANY = settings(
     max_examples=2000,
     deadline=None,

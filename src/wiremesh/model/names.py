@@ -23,7 +23,8 @@ _INTERFACE = re.compile(r"[a-zA-Z0-9_=+.-]{1,15}")
 def check_label(value: object, what: str) -> str:
     """Return ``value`` if it is a valid lowercase DNS-style label of 1-32 characters."""
     if not isinstance(value, str):
-        raise wrong_type(what, value, "a string", '"web-1"')
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        raise wrong_type(what, value, "a string", f'"{value}"' if number else '"web-1"')
     if not value or len(value) > NAME_MAX or not _LABEL.fullmatch(value):
         raise ValidationError(
             f"{what} {quote(value)} is not a valid name",

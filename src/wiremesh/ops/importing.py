@@ -33,6 +33,7 @@ from wiremesh.model.keys import PrivateKey, PublicKey
 from wiremesh.model.names import NodeName, node_name
 from wiremesh.store.inventory_file import InventoryFile
 from wiremesh.store.keydir import KeyDir
+from wiremesh.store.reading import BOM, read_text
 
 _IFACE_STEM = re.compile(r"^wg\d*$")
 
@@ -87,9 +88,11 @@ class _Host:
 
 def _read(source: ImportSource) -> _Host:
     try:
-        text = source.path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise OperationError(f"cannot read {source.path}: {exc.strerror}") from None
+        text = read_text(source.path, "wg-quick file").removeprefix(BOM)
+    except FileNotFoundError:
+        raise OperationError(
+            f"cannot read {source.path}: no such file", "check the path of the config to import"
+        ) from None
     config = parse(text, str(source.path))
     iface = config.interface
     if iface.private_key is None:

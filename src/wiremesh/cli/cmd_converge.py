@@ -70,6 +70,7 @@ def run_options(args: argparse.Namespace, ctx: Context, show_progress: bool = Tr
         command_timeout=args.command_timeout,
         progress=progress_for(ctx.out.err_console, show_progress),
         extra_files=extra,
+        trust_ssh_config=ctx.trust_ssh_config,
     )
 
 

@@ -25,6 +25,7 @@ from wiremesh.model.topology import (
     wanted_device,
     wanted_mesh,
 )
+from wiremesh.ops.ssh_trust import check_inventory_ssh_config
 from wiremesh.remote import hostops, scripts
 from wiremesh.remote.fanout import NoProgress, Progress, fan_out
 from wiremesh.remote.limits import DEFAULT_PARALLEL
@@ -47,18 +48,26 @@ class RunOptions:
     command_timeout: float = 120.0
     progress: Progress = field(default_factory=NoProgress)
     extra_files: FilesFor | None = None  # managed files besides the WireGuard config (k3s...)
+    trust_ssh_config: bool = False  # the inventory's ssh_config may run local commands
 
 
 def ssh_options(file: InventoryFile, inventory: Inventory, options: RunOptions) -> SshOptions:
-    """SSH options: ``--ssh-config`` wins over the inventory's ``ssh_config`` (relative to its file)."""
+    """SSH options: ``--ssh-config`` wins over the inventory's ``ssh_config`` (relative to its file).
+
+    The inventory's own ssh_config is checked first: one that runs local commands is refused unless
+    ``trust_ssh_config`` (:mod:`wiremesh.ops.ssh_trust`).
+    """
     config = options.ssh_config
+    from_inventory = config is None and bool(inventory.mesh.ssh_config)
     if config is None and inventory.mesh.ssh_config:
         config = file.directory / Path(inventory.mesh.ssh_config).expanduser()
     if config is not None and not config.is_file():
         raise ValidationError(
-            f"SSH config {config} does not exist",
+            f"SSH config {config} does not exist (or is not a regular file)",
             "fix 'ssh_config' in [mesh] or the --ssh-config option",
         )
+    if config is not None and from_inventory:
+        check_inventory_ssh_config(config, options.trust_ssh_config)
     return SshOptions(
         config=config,
         accept_new_host_keys=options.accept_new_host_keys,

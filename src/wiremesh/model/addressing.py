@@ -6,7 +6,7 @@ Allocation never renumbers: existing addresses are fixed inputs, and only new no
 from __future__ import annotations
 
 from collections.abc import Iterable
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
 
 from wiremesh.errors import ValidationError, quote
 
@@ -42,6 +42,18 @@ def is_host_address(network: IPNetwork, address: IPAddress) -> bool:
     if address == network.network_address:
         return False
     return not (isinstance(network, IPv4Network) and address == network.broadcast_address)
+
+
+def covering_network(addresses: list[IPAddress], longest: int) -> IPNetwork:
+    """The smallest network that holds every one of ``addresses`` (all of one family) and whose
+    prefix is at most ``longest`` bits (``import`` infers a mesh network so: at least a /24)."""
+    first = addresses[0]
+    prefix = min(longest, first.max_prefixlen)
+    while True:
+        net = ip_network((first, prefix), strict=False)
+        if all(a in net for a in addresses):
+            return net
+        prefix -= 1
 
 
 def host_capacity(network: IPNetwork) -> int:

@@ -21,6 +21,7 @@ SCHEMA_VERSION = 1
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``status``."""
     p = sub.add_parser("status", help="interfaces, peers, handshakes; with --ping a ping matrix")
+    p.add_argument("nodes", nargs="*", metavar="NODE", help="only these nodes (default: all)")
     p.add_argument("--json", action="store_true", help="machine-readable output (see README)")
     p.add_argument("--ping", action="store_true", help="every host pings every other mesh address")
     add_run_options(p)
@@ -163,7 +164,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     """``status``."""
     from wiremesh.ops.status import status
 
-    health = status(ctx.inventory, run_options(args, ctx, not args.json), args.ping)
+    health = status(ctx.inventory, run_options(args, ctx, not args.json), args.ping, args.nodes)
     code = ExitStatus.OK if health.healthy else ExitStatus.FAILED
     if args.json:
         ctx.out.json(to_json(health))

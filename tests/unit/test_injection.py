@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import cli
+from tests.helpers import NASTY_TEXT, cli
+from wiremesh.codec.inventory_toml import parse_data
+from wiremesh.errors import ValidationError
 
 PAYLOAD = "fd00:70::1%x\nPreUp = touch /root/marker #"
 
@@ -116,3 +118,23 @@ def test_show_quotes_no_path_that_would_break_its_line(tmp_path: Path) -> None:
     assert r.code == 0, r
     line = next(x for x in r.out.splitlines() if x.startswith("PrivateKey"))
     assert "#" not in line
+
+
+@pytest.mark.parametrize("junk", NASTY_TEXT)
+def test_nasty_text_in_a_zone_id_never_reaches_a_file(junk: str) -> None:
+    """The exact values of the issue, and each nasty string as a zone id, in every key that takes
+    an address: all refused at the edge."""
+    for key, value in (
+        ("address6", f"fd00:77::5%{junk}"),
+        ("endpoint", f"[fe80::1%{junk}]:51820"),
+        ("private_endpoint", f"[fe80::1%{junk}]"),
+        ("allowed_ips", [f"fd10::%{junk}/64"]),
+        ("ssh", f"root@[fe80::1%{junk}]"),
+    ):
+        data = {
+            "version": 1,
+            "mesh": {"name": "m", "cidr": "10.20.0.0/24", "cidr6": "fd00:77::/64"},
+            "node": [{"name": "a", key: value}],
+        }
+        with pytest.raises(ValidationError):
+            parse_data(data, "zone")

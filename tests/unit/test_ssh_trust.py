@@ -107,7 +107,8 @@ def test_a_config_without_commands_is_not_refused(tmp_path: Path) -> None:
     port = _closed_port()
     config = (
         f"Host lab1\n  HostName 127.0.0.1\n  Port {port}\n  User root\n  ProxyCommand none\n"
-        "  ForwardAgent no\n  UserKnownHostsFile known_hosts\n  StrictHostKeyChecking yes\n"
+        f"  ForwardAgent no\n  UserKnownHostsFile {tmp_path}/known_hosts\n"
+        "  StrictHostKeyChecking yes\n"
     )
     inv, _ = _setup(tmp_path, config)
     r = cli("-f", inv, "plan", "--connect-timeout", "2")
@@ -138,12 +139,23 @@ def test_scan_finds_every_spelling() -> None:
             "Include a.conf b/*.conf",
         ]
     )
-    findings, includes = scan(text, "cfg")
-    assert [(f.line, f.directive) for f in findings] == [
+    scanned = scan(text, "cfg")
+    assert [(f.line, f.directive) for f in scanned.findings] == [
         (2, "proxycommand"),
         (3, "ProxyCommand"),
         (4, "Match exec"),
         (6, "KnownHostsCommand"),
         (7, "PKCS11Provider"),
     ]
-    assert [i.patterns for i in includes] == [("a.conf", "b/*.conf")]
+    assert [i.patterns for i in scanned.includes] == [("a.conf", "b/*.conf")]
+
+
+def test_known_hosts_files_outside_the_inventory_and_ssh_dirs_are_refused(tmp_path: Path) -> None:
+    # --accept-new-host-keys appends to the first UserKnownHostsFile: not into any file of yours.
+    inv, _ = _setup(tmp_path, "Host lab1\n  UserKnownHostsFile ~/.bashrc\n")
+    r = cli("-f", inv, "plan", "--accept-new-host-keys")
+    assert r.code == 2 and "UserKnownHostsFile '~/.bashrc' is outside" in r.err, r
+    port = _closed_port()
+    ok = f"Host lab1\n  HostName 127.0.0.1\n  Port {port}\n  UserKnownHostsFile {tmp_path}/kh /dev/null\n"
+    (tmp_path / "ssh_config").write_text(ok)
+    assert cli("-f", inv, "plan", "--connect-timeout", "2").code == 1  # allowed; host unreachable

@@ -68,10 +68,22 @@ def _words(text: str) -> list[str]:
         return text.split()
 
 
-def scan(text: str, source: str) -> tuple[tuple[Finding, ...], tuple[Include, ...]]:
-    """The risky directives of one file, and its ``Include`` directives (to be read by the caller)."""
+@dataclass(frozen=True)
+class Scan:
+    """What one file holds that matters for trust."""
+
+    findings: tuple[Finding, ...]
+    includes: tuple[Include, ...]
+    known_hosts: tuple[Include, ...]
+    """``UserKnownHostsFile`` directives: wiremesh writes there with ``--accept-new-host-keys``."""
+
+
+def scan(text: str, source: str) -> Scan:
+    """The risky directives of one file, its ``Include`` directives (to be read by the caller) and
+    its ``UserKnownHostsFile`` paths (to be checked by the caller)."""
     findings: list[Finding] = []
     includes: list[Include] = []
+    known_hosts: list[Include] = []
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -83,10 +95,12 @@ def scan(text: str, source: str) -> tuple[tuple[Finding, ...], tuple[Include, ..
         lower = keyword.lower()
         if lower == "include":
             includes.append(Include(source, number, tuple(_words(rest))))
+        elif lower == "userknownhostsfile":
+            known_hosts.append(Include(source, number, tuple(_words(rest))))
         elif lower == "match" and _EXEC.search(rest):
             findings.append(Finding(source, number, "Match exec", "runs a local command to decide"))
         elif lower in RISKY:
             value = (_words(rest) or [""])[0].lower()
             if value not in HARMLESS_VALUES:
                 findings.append(Finding(source, number, keyword, RISKY[lower]))
-    return tuple(findings), tuple(includes)
+    return Scan(tuple(findings), tuple(includes), tuple(known_hosts))

@@ -67,7 +67,7 @@ def ssh_options(file: InventoryFile, inventory: Inventory, options: RunOptions) 
             "fix 'ssh_config' in [mesh] or the --ssh-config option",
         )
     if config is not None and from_inventory:
-        check_inventory_ssh_config(config, options.trust_ssh_config)
+        check_inventory_ssh_config(config, options.trust_ssh_config, file.directory)
     return SshOptions(
         config=config,
         accept_new_host_keys=options.accept_new_host_keys,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import glob
 from pathlib import Path
 
-from wiremesh.codec.ssh_config import Finding, scan
+from wiremesh.codec.ssh_config import Finding, Include, scan
 from wiremesh.errors import ValidationError, quote
 from wiremesh.store.reading import read_text
 
@@ -34,10 +34,43 @@ def _included(pattern: str, directory: Path) -> list[Path]:
     return out
 
 
-def findings(path: Path) -> list[Finding]:
-    """Every risky directive in ``path`` and in the files it includes (recursively)."""
+def _inside(path: Path, directories: list[Path]) -> bool:
+    return any(path == d or d in path.parents for d in directories)
+
+
+def _known_hosts_problems(entry: Include, allowed: list[Path]) -> list[Finding]:
+    """``UserKnownHostsFile`` outside ``allowed``: ``--accept-new-host-keys`` appends a line to
+    the first such file, so an inventory could make wiremesh write into any file of the user's."""
+    out = []
+    for name in entry.patterns:
+        if name == "/dev/null":
+            continue
+        if "%" in name or "${" in name:
+            where = "depends on the connection and cannot be checked"
+        else:
+            path = Path(name).expanduser().absolute().resolve()
+            if _inside(path, allowed):
+                continue
+            where = "is outside the inventory's directory and ~/.ssh"
+        out.append(
+            Finding(
+                entry.source,
+                entry.line,
+                "UserKnownHostsFile",
+                f"{quote(name)} {where} (--accept-new-host-keys writes there)",
+            )
+        )
+    return out
+
+
+def findings(path: Path, inventory_dir: Path | None = None) -> list[Finding]:
+    """Every risky directive in ``path`` and in the files it includes (recursively), and every
+    ``UserKnownHostsFile`` outside ``inventory_dir`` and ``~/.ssh``."""
     out: list[Finding] = []
     seen: set[Path] = set()
+    allowed = [Path("~/.ssh").expanduser().resolve()]
+    if inventory_dir is not None:
+        allowed.append(inventory_dir.resolve())
 
     def visit(file: Path, depth: int) -> None:
         real = file.resolve()
@@ -48,9 +81,11 @@ def findings(path: Path) -> list[Finding]:
             text = read_text(file, "ssh_config")
         except FileNotFoundError:
             return
-        risky, includes = scan(text, str(file))
-        out.extend(risky)
-        for include in includes:
+        scanned = scan(text, str(file))
+        out.extend(scanned.findings)
+        for entry in scanned.known_hosts:
+            out.extend(_known_hosts_problems(entry, allowed))
+        for include in scanned.includes:
             for pattern in include.patterns:
                 if "%" in pattern or "${" in pattern:
                     # Tokens and variables are expanded per connection: the file cannot be known here.
@@ -78,11 +113,11 @@ def findings(path: Path) -> list[Finding]:
     return out
 
 
-def check_inventory_ssh_config(path: Path, trusted: bool) -> None:
+def check_inventory_ssh_config(path: Path, trusted: bool, inventory_dir: Path) -> None:
     """Refuse the inventory's ssh_config ``path`` when it acts on this machine, unless ``trusted``."""
     if trusted:
         return
-    found = findings(path)
+    found = findings(path, inventory_dir)
     if not found:
         return
     lines = "\n  ".join(f.describe() for f in found)

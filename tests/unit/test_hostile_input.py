@@ -396,3 +396,22 @@ def test_unknown_node_names_are_quoted_shortly(tmp_path: Path) -> None:
     inv = _inventory(tmp_path)
     r = cli("-f", inv, "show", "q" * 100_000)
     assert r.code == 2 and len(r.err) < 1000
+
+
+def test_a_file_with_thousands_of_problems_lists_fifty(tmp_path: Path) -> None:
+    text = BASE + "".join(f'[[node]]\nname = "n{i}"\nendpoint = "x{i}:port"\n' for i in range(500))
+    r = cli("-f", _inventory(tmp_path, text), "node", "ls")
+    assert r.code == 2
+    assert "500 problems" in r.err and "... and 450 more" in r.err
+    assert r.err.count("endpoint: port") == 50
+
+
+@pytest.mark.parametrize("text", ["hk:²", "hk:", ":3"])
+def test_lab_group_counts_are_ascii_digits(text: str) -> None:
+    from wiremesh.errors import ValidationError
+    from wiremesh.lab.spec import parse_group, parse_mtu
+
+    with pytest.raises(ValidationError):
+        parse_group(text, "--site")
+    with pytest.raises(ValidationError):
+        parse_mtu("lab1=²")

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from wiremesh.errors import quote
-from wiremesh.model.endpoint import digits
 
 T = TypeVar("T")
 
@@ -27,11 +26,16 @@ def parse_option(parse: Callable[[object, str], T], value: str | None, option: s
     return parse(value, option)
 
 
+def _digits(text: str) -> bool:
+    # As wiremesh.model.endpoint.digits (not imported: this module loads at every start-up).
+    return text.isascii() and text.isdigit()
+
+
 def _whole(text: str) -> int:
     stripped = text.strip()
     sign = -1 if stripped.startswith("-") else 1
     body = stripped[1:] if stripped[:1] in "+-" else stripped
-    if not digits(body) or len(body) > 18:
+    if not _digits(body) or len(body) > 18:
         raise argparse.ArgumentTypeError(f"{quote(text)} is not a whole number")
     return sign * int(body)
 

@@ -153,6 +153,10 @@ def unknown_node(name: str, names: list[NodeName]) -> ValidationError:
     )
 
 
+MAX_LISTED = 50
+"""At most this many problems are listed in one error (a generated 10,000-node file can have more)."""
+
+
 class InvalidInventory(ValidationError):
     """One or more problems found in an inventory; each names the node/key and the fix."""
 
@@ -163,10 +167,12 @@ class InvalidInventory(ValidationError):
             super().__init__(f"{source}: {p.message}", p.hint)
         else:
             lines = [f"{source}: {len(problems)} problems"]
-            for p in problems:
+            for p in problems[:MAX_LISTED]:
                 lines.append(f"  - {p.message}")
                 if p.hint:
                     lines.append(f"    hint: {p.hint}")
+            if len(problems) > MAX_LISTED:
+                lines.append(f"  ... and {len(problems) - MAX_LISTED} more")
             super().__init__("\n".join(lines), None)
 
 

@@ -211,6 +211,18 @@ VALUE = st.one_of(
             *NASTY,
         ]
     ),
+    # Values that once crashed: drawn more often than the others.
+    st.sampled_from(
+        [
+            "198.51.100.7:²",
+            "198.51.100.7:" + "9" * 5000,
+            "1" * 5000,
+            "fd00:20::5%eth0",
+            "[fe80::1%x]:51820",
+            "a\n",
+            "nan",
+        ]
+    ),
     WORD,
 )
 NODE_OPTIONS = [

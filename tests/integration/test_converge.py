@@ -229,7 +229,9 @@ def test_unknown_host_key_is_refused_unless_accepted(lab: Lab, tmp_path: Path) -
     config.write_text(text)
     r = wm(lab, "--ssh-config", str(config), "plan")
     assert r.code == 1
-    assert "is not in known_hosts" in " ".join(r.out.split())
+    # The hint names the UserKnownHostsFile in use, not ~/.ssh/known_hosts (issue 10).
+    assert f"is not in {known}" in " ".join(r.out.split())
+    assert f">> {known}" in " ".join(r.out.split())
     assert "--accept-new-host-keys" in " ".join(r.out.split())
     r = wm(lab, "--ssh-config", str(config), "plan", "--accept-new-host-keys")
     assert r.code == 0, r.out

@@ -32,6 +32,12 @@ tests = [
 ]
 """
 
+JOINED = POLICY.replace(
+    '{ from = "lab4", to = "lab2", port = "tcp/5432", expect = "deny" }',
+    '{ from = "lab4", to = "lab2", port = "tcp/5432", expect = "allow" }',
+)
+"""The policy once lab4 joined app."""
+
 SERVER = r"""
 import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -158,10 +164,15 @@ def test_joining_a_group_changes_set_elements_only(lab: Lab) -> None:
     """2. lab4 joins app: only set elements change on lab2; a long-lived TCP stream lab1 → lab2 and
     a 2 ms ping lab1 → lab2 go on without a loss."""
     set_groups(lab, {"lab1": ["app"], "lab3": ["app"], "lab2": ["db"], "lab4": ["app"]})
-    plan = json.loads(wm(lab, "plan", "--json").out)
+    set_policy(lab, JOINED)
+    r = wm(lab, "plan", "--json")
+    assert r.code == 0, r.err
+    plan = json.loads(r.out)
     for host in plan["hosts"]:
         kinds = {c["kind"] for c in host["changes"]}
-        assert kinds <= {"add_elements", "remove_elements", "write_config"}, host
+        assert kinds <= {"add_elements", "remove_elements", "boot_file_change", "write_config"}, (
+            host
+        )
     assert any(c["kind"] == "add_elements" for h in plan["hosts"] for c in h["changes"])
     ip = addresses(lab)
     stream = subprocess.Popen(
@@ -214,12 +225,15 @@ def test_a_failing_policy_test_stops_apply_before_any_host(lab: Lab) -> None:
     """4."""
     before_inventory = lab.inventory_path.read_bytes()
     tables = {h: _nft(lab, h, "nft list table inet wiremesh") for h in ("lab1", "lab2")}
-    text = lab.inventory_path.read_text().replace(
-        'expect = "deny" },\n  { from = "lab1"',
-        'expect = "deny" },\n  { from = "lab4", to = "lab2", port = "tcp/22", expect = "allow" },\n'
-        '  { from = "lab1"',
+    set_policy(
+        lab,
+        JOINED.replace(
+            'expect = "allow" },\n  { from = "lab1", to = "lab2", port = "tcp/5433"',
+            'expect = "allow" },\n  { from = "lab4", to = "lab2", port = "tcp/22", expect = "allow" },'
+            '\n  { from = "lab1", to = "lab2", port = "tcp/5433"',
+        ),
     )
-    lab.inventory_path.write_text(text)
+    assert "tcp/22" in lab.inventory_path.read_text()
     edited = lab.inventory_path.read_bytes()
     r = wm(lab, "apply", "--yes")
     assert r.code == 2, r.out + r.err
@@ -239,7 +253,7 @@ def test_the_guard_keeps_overlay_ports_off_the_underlay_and_undoes_what_cuts_ssh
     assert wm(lab, "node", "set", "lab2", "--k3s-role", "server").code == 0
     assert wm(lab, "node", "set", "lab1", "--k3s-role", "agent").code == 0
     set_policy(
-        lab, POLICY.replace('default = "deny"', 'default = "deny"\npresets = ["k3s"]\nguard = true')
+        lab, JOINED.replace('default = "deny"', 'default = "deny"\npresets = ["k3s"]\nguard = true')
     )
     plan = json.loads(wm(lab, "plan", "--json").out)
     guarded = [
@@ -254,7 +268,7 @@ def test_the_guard_keeps_overlay_ports_off_the_underlay_and_undoes_what_cuts_ssh
     assert tcp(lab, "lab1", "198.51.100.12", 22) == "open"  # ssh on the underlay still works
     assert json.loads(wm(lab, "plan", "--json").out)["up_to_date"]
     # Now guard lab3's SSH port on purpose.
-    cut = POLICY.replace(
+    cut = JOINED.replace(
         'rules = [{ from = "app", to = "db", ports = "tcp/5432" }]',
         'guard = true\nrules = [{ from = "app", to = "db", ports = "tcp/5432" },\n'
         '  { from = "*", to = "lab3", ports = "tcp/22", overlay_only = true }]',
@@ -270,9 +284,10 @@ def test_the_guard_keeps_overlay_ports_off_the_underlay_and_undoes_what_cuts_ssh
     assert "FAILED lab3" in flat and "rolled back firewall change" in flat, flat
     assert took < 8 + 60, took
     assert tcp(lab, "lab1", "198.51.100.13", 22) == "open"  # the host undid it by itself
-    guard = _nft(lab, "lab3", "nft list table inet wiremesh")
-    assert "dport 22" not in guard
-    set_policy(lab, POLICY)
+    table = _nft(lab, "lab3", "nft list table inet wiremesh")
+    guard = table.split("chain guard", 1)[1] if "chain guard" in table else ""
+    assert "dport 22" not in guard, table  # the guard as before: without the SSH port
+    set_policy(lab, JOINED)
     assert wm(lab, "node", "set", "lab2", "--clear", "k3s_role").code == 0
     assert wm(lab, "node", "set", "lab1", "--clear", "k3s_role").code == 0
     r = wm(lab, "apply", "--yes")

@@ -74,10 +74,13 @@ def test_no_policy_no_hook_and_no_table() -> None:
 
 
 def test_the_hook_is_only_ever_our_own_table_file() -> None:
+    from ipaddress import IPv4Interface
+
     from wiremesh.model.device import WantedDevice
     from wiremesh.model.names import NodeName
 
-    bad = WantedInterface("wg0", (), 51820, None, firewall_file="/tmp/x.nft; touch /root/pwned")
+    address = (IPv4Interface("10.0.0.1/24"),)
+    bad = WantedInterface("wg0", address, 51820, None, firewall_file="/tmp/x.nft; touch /root/pwn")
     with pytest.raises(ValueError, match="refusing to write a PreUp hook"):
         render_config(WantedDevice(NodeName("a"), bad, ()), KeyFile("/etc/wireguard/wg0.key"))
 

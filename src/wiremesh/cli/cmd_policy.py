@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from wiremesh.cli.args import int_range
 from wiremesh.cli.cmd_converge import add_run_options, run_options
 from wiremesh.cli.context import Context
 from wiremesh.cli.output import cell
@@ -36,7 +37,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     v.add_argument("--json", action="store_true", help="machine-readable output")
     v.add_argument(
-        "--probe-timeout", type=int, default=3, metavar="S", help="seconds per probe (default 3)"
+        "--probe-timeout",
+        type=int_range(1, 60),
+        default=3,
+        metavar="S",
+        help="seconds per probe (default 3)",
     )
     add_run_options(v)
     v.set_defaults(handler=run_verify)
@@ -100,11 +105,8 @@ def _result_json(result: Any) -> dict[str, Any]:
 
 def run_verify(args: argparse.Namespace, ctx: Context) -> int:
     """``policy verify``."""
-    from wiremesh.errors import ValidationError
     from wiremesh.ops.policy import verify
 
-    if not 1 <= args.probe_timeout <= 60:
-        raise ValidationError(f"--probe-timeout {args.probe_timeout} is out of range", "1 to 60")
     report = verify(
         InventoryFile(ctx.inventory_path), run_options(args, ctx, not args.json), args.probe_timeout
     )

@@ -185,7 +185,7 @@ class ExtraRule(FirewallChange):
     rule: NftRule
 
     def describe(self) -> str:
-        return f"{describe_rule(self.rule)} (not in the policy: remove)"
+        return f"{describe_rule(self.rule)} (not in the policy, hand-edited?): remove"
 
 
 @dataclass(frozen=True)

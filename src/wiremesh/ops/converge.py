@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from wiremesh.errors import ValidationError
+from wiremesh.model.changes import Change, CreateKey
 from wiremesh.model.facts import derive_facts, nat_pairs
 from wiremesh.model.host import ObservedHost
 from wiremesh.model.keys import PublicKey
@@ -331,9 +332,18 @@ def apply(
             ctx.pending = frozenset()
             final = mesh_plan(ctx)
             _record(file, final.key_updates, [])
+            # The keys made above are changes of the plan the user saw: report them as done, so
+            # that apply counts what plan counted.
+            made_ok = {n for n, key in made.items() if not isinstance(key, HostError)}
+            keys_made: dict[str, tuple[Change, ...]] = {
+                h.node: tuple(h.plan.of(CreateKey))
+                for h in preview.hosts
+                if h.plan is not None and h.node in made_ok
+            }
 
             # 2. Every host's plan, in parallel; then NAT follow-up rounds where needed.
             results = await execute_plan(ctx, final, sessions, options, "applying")
+            results = [replace(h, done=keys_made.get(h.node, ()) + h.done) for h in results]
             results, rounds = await _follow_up(ctx, sessions, options, results)
             results = await confirm_guards(ctx, final, options, results)
             finished = [h.node for h in results if h.removed and not h.failed]

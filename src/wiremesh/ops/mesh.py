@@ -9,7 +9,7 @@ from ipaddress import ip_address
 from pathlib import Path
 
 from wiremesh.codec.wgquick import KeyFile, render
-from wiremesh.errors import ValidationError
+from wiremesh.errors import ValidationError, quote
 from wiremesh.model.addressing import IPAddress
 from wiremesh.model.endpoint import Endpoint, SshTarget
 from wiremesh.model.facts import underlay_targets
@@ -26,6 +26,7 @@ from wiremesh.model.topology import (
     wanted_device,
     wanted_mesh,
 )
+from wiremesh.ops.ssh_trust import check_inventory_ssh_config
 from wiremesh.remote import hostops, nft, scripts
 from wiremesh.remote.fanout import NoProgress, Progress, fan_out
 from wiremesh.remote.limits import DEFAULT_PARALLEL
@@ -49,6 +50,7 @@ class RunOptions:
     command_timeout: float = 120.0
     progress: Progress = field(default_factory=NoProgress)
     extra_files: FilesFor | None = None  # managed files besides the WireGuard config (k3s...)
+    trust_ssh_config: bool = False  # the inventory's ssh_config may run local commands
     # How a running interface changes: always "wg-set"; "syncconf" and "restart" exist only as the
     # references that bench/live.py measures against (see wiremesh.remote.live).
     live_method: str = "wg-set"
@@ -57,15 +59,22 @@ class RunOptions:
 
 
 def ssh_options(file: InventoryFile, inventory: Inventory, options: RunOptions) -> SshOptions:
-    """SSH options: ``--ssh-config`` wins over the inventory's ``ssh_config`` (relative to its file)."""
+    """SSH options: ``--ssh-config`` wins over the inventory's ``ssh_config`` (relative to its file).
+
+    The inventory's own ssh_config is checked first: one that runs local commands is refused unless
+    ``trust_ssh_config`` (:mod:`wiremesh.ops.ssh_trust`).
+    """
     config = options.ssh_config
+    from_inventory = config is None and bool(inventory.mesh.ssh_config)
     if config is None and inventory.mesh.ssh_config:
         config = file.directory / Path(inventory.mesh.ssh_config).expanduser()
     if config is not None and not config.is_file():
         raise ValidationError(
-            f"SSH config {config} does not exist",
+            f"SSH config {config} does not exist (or is not a regular file)",
             "fix 'ssh_config' in [mesh] or the --ssh-config option",
         )
+    if config is not None and from_inventory:
+        check_inventory_ssh_config(config, options.trust_ssh_config, file.directory)
     return SshOptions(
         config=config,
         accept_new_host_keys=options.accept_new_host_keys,
@@ -102,7 +111,7 @@ def ssh_target(node: Node | RemovedNode) -> SshTarget:
     if node.endpoint is not None:
         return SshTarget(node.endpoint.host, "root", None)
     raise ValidationError(
-        f"node {node.name!r} has neither 'ssh' nor 'endpoint': wiremesh cannot reach it",
+        f"node {quote(node.name)} has neither 'ssh' nor 'endpoint': wiremesh cannot reach it",
         f"set one: wiremesh node set {node.name} --ssh root@HOST",
     )
 

@@ -15,18 +15,37 @@ from wiremesh.model.health import (
     parse_ping,
 )
 from wiremesh.model.host import ObservedHost
-from wiremesh.ops.mesh import RunOptions, effective_keys, open_and_observe, ssh_options, ssh_target
+from wiremesh.model.topology import relay_of
+from wiremesh.ops.mesh import (
+    RunOptions,
+    effective_keys,
+    open_and_observe,
+    select,
+    ssh_options,
+    ssh_target,
+)
 from wiremesh.remote import scripts
 from wiremesh.remote.fanout import fan_out
 from wiremesh.remote.ssh import HostError, Sessions, connect
 from wiremesh.store.inventory_file import InventoryFile
 
 
-def status(file: InventoryFile, options: RunOptions, ping: bool = False) -> MeshHealth:
-    """Read every node's host (and with ``ping``, make every host ping every other one first)."""
+def status(
+    file: InventoryFile, options: RunOptions, ping: bool = False, names: list[str] | None = None
+) -> MeshHealth:
+    """Read every node's host (and with ``ping``, make every host ping every other one first).
+
+    With ``names``, only those nodes are shown (and ping); the relays are read too, since a
+    relayed link's state depends on its relay.
+    """
     inventory = file.load()
     ssh = ssh_options(file, inventory, options)
-    targets: dict[str, SshTarget] = {n.name: ssh_target(n) for n in inventory}
+    shown = [n for n in select(inventory, names or []) if inventory.find(n) is not None]
+    wanted = set(shown)
+    if names:  # a relayed link is judged on the relay too: read every relay
+        wanted |= {r for r in (relay_of(inventory, n) for n in inventory) if r is not None}
+    targets: dict[str, SshTarget] = {n.name: ssh_target(n) for n in inventory if n.name in wanted}
+    pinging = {n: t for n, t in targets.items() if n in shown}
 
     async def run() -> MeshHealth:
         async with Sessions() as sessions:
@@ -57,7 +76,7 @@ def status(file: InventoryFile, options: RunOptions, ping: bool = False) -> Mesh
                     return parse_ping(name, addresses, result.stdout)
 
                 warmed = await fan_out(
-                    targets,
+                    pinging,
                     warm_up,
                     limit=options.parallel,
                     progress=options.progress,
@@ -91,6 +110,8 @@ def status(file: InventoryFile, options: RunOptions, ping: bool = False) -> Mesh
         everyone = {n: (s if isinstance(s, ObservedHost) else None) for n, s in observed.items()}
         nodes: list[NodeStatus] = []
         for node in inventory:
+            if node.name not in shown:
+                continue
             seen = observed[node.name]
             if isinstance(seen, HostError):
                 nodes.append(NodeStatus(node.name, False, error=seen.reason))
@@ -104,6 +125,6 @@ def status(file: InventoryFile, options: RunOptions, ping: bool = False) -> Mesh
                     seen.config.endpoints if seen.config is not None else None,
                 )
             )
-        return mesh_health(nodes, results)
+        return mesh_health(nodes, results, len(inventory.nodes) - 1)
 
     return asyncio.run(run())

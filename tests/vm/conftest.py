@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,14 +128,9 @@ class VmLab:
     def restore(self, tag: str) -> Lab:
         """Put the VMs back into snapshot ``tag``, reset the namespace hosts, and write the
         inventory that goes with the snapshot."""
+        # The VMs' clocks run on from the snapshot's time (see Lab.loadvm); the namespace hosts get
+        # fresh interfaces, so they hold no handshake timestamps of the VMs from a later time.
         self.lab.loadvm(tag)
-        for name in VMS:
-            # Handshake ages and WireGuard's replay protection rely on the guests' clocks: after
-            # loadvm they must show the host's time again, not the snapshot's.
-            guest = float(self.lab.exec(name, ["date", "+%s.%N"]).stdout)
-            assert abs(guest - time.time()) < 5, (
-                f"{name}'s clock is {guest - time.time():+.0f} s off"
-            )
         for name in NAMESPACE_HOSTS:
             reset_namespace_host(self.lab, name)
         self.lab.inventory_path.write_text(self.inventories[tag])

@@ -395,20 +395,22 @@ class Lab:
             vmmod.snapshot_command(Path(v.qmp), f"savevm {tag}", name)
 
     def loadvm(self, tag: str, names: Iterable[str] | None = None) -> None:
-        """Put the VMs (all, or ``names``) back into snapshot ``tag``, in under a second each, and
-        set their clocks to this machine's time.
+        """Put the VMs (all, or ``names``) back into snapshot ``tag``, in under a second each.
 
-        A restored guest's clock reads the time of the snapshot (its RAM, clock state included, is
-        the snapshot's); left so, its handshake ages would be off and a peer that saw its later
-        handshakes would reject the new ones as replays (WireGuard's TAI64N timestamps).
+        A restored guest runs on from the snapshot, its clock included: it is behind this machine's
+        by the time since ``savevm``. That is left alone on purpose. Inside each guest everything
+        agrees (wiremesh reads handshake ages against the host's own clock). Setting the clock
+        forward instead makes the restored WireGuard sessions look that much older: after it,
+        ``status`` found the links between restored VMs not up (their last handshakes minutes
+        old by the new clock) while the sessions, timed on the guest's monotonic clock, saw no
+        reason to rekey. Restore hosts that keep
+        WireGuard state of their own (namespace hosts) to a fresh interface too, or they may
+        refuse a restored guest's handshakes as replays (its TAI64N timestamps went back).
         """
-        names = self._vm_names(names)
-        for name in names:
+        for name in self._vm_names(names):
             v = self._vm(name)
             self.close_ssh(name)
             vmmod.snapshot_command(Path(v.qmp), f"loadvm {tag}", name)
-        for name in names:
-            self.exec(name, ["date", "-s", f"@{time.time():.3f}"], timeout=30)
 
     def boot_id(self, name: str, timeout: float = 30.0) -> str:
         """The VM's boot id (``/proc/sys/kernel/random/boot_id``): a new one after every boot."""

@@ -13,7 +13,8 @@ figure is the wall-clock time of a real ``.venv/bin/wiremesh -f INV ...`` subpro
   host's table) and ``apply --yes`` (every host gets a new table: a full transaction, a boot file,
   and a config with its PreUp hook);
 * no-op: ``plan`` and ``apply --yes`` again (nothing to do);
-* join: one node moves into ``db``: set elements change on every host (``plan``, ``apply``);
+* join: one node (in no group before) joins ``app``, a group that rules name as a source: set
+  elements change on the hosts that filter for it, no rule anywhere (``plan``, ``apply``);
 * policy off: the ``[policy]`` table removed again: every table and boot file go (``apply``).
 
 The rounds repeat all of it; the median of each figure is printed. Then the sizes: the compiled
@@ -51,14 +52,14 @@ def run(inventory: Path, *args: str) -> tuple[float, subprocess.CompletedProcess
     return took, proc
 
 
-def with_policy(text: str, names: list[str], db_extra: str | None) -> str:
+def with_policy(text: str, names: list[str], app_extra: str | None) -> str:
     """The inventory text with groups and a [policy] table (any earlier one removed)."""
     text = text.split("\n[policy]", maxsplit=1)[0].rstrip() + "\n"
     lines = []
     db = {names[i] for i in range(0, len(names), 10)}
-    if db_extra:
-        db.add(db_extra)
     app = {n for i, n in enumerate(names) if i % 2 == 1 and n not in db}
+    if app_extra:
+        app.add(app_extra)
     for line in text.splitlines():
         if line.strip().startswith("groups ="):
             continue
@@ -122,11 +123,11 @@ def main(argv: list[str] | None = None) -> int:
             if "nothing to do" not in proc.stdout + proc.stderr:
                 raise SystemExit(f"the no-op apply changed something:\n{proc.stdout}")
             inventory.write_text(with_policy(base, names, names[2]))
-            proc = timed("plan, one node joins db", inventory, "plan", "--json")
+            proc = timed("plan, one node joins app", inventory, "plan", "--json")
             kinds = {c["kind"] for h in json.loads(proc.stdout)["hosts"] for c in h["changes"]}
             if not kinds <= {"add_elements", "remove_elements", "boot_file_change", "write_config"}:
                 raise SystemExit(f"joining a group changed more than set elements: {kinds}")
-            timed("apply, one node joins db", inventory, "apply", "--yes")
+            timed("apply, one node joins app", inventory, "apply", "--yes")
             inventory.write_text(without_policy(inventory.read_text()))
             timed("apply, policy off", inventory, "apply", "--yes")
             run(inventory, "plan")

@@ -84,12 +84,13 @@ class Outcome:
 
     node: str
     done: tuple[Change, ...]
-    rolled_back: bool = False
     guard: PendingGuard | None = None
 
 
-LIVE: tuple[type[Change], ...] = (AddPeer, RemovePeer, UpdatePeer, SetListenPort, SetPrivateKey)
-LIVE += (LinkUp, SetAddress, SetMtu, SetRoute)
+LIVE: tuple[type[Change], ...] = (
+    *(AddPeer, RemovePeer, UpdatePeer, SetListenPort, SetPrivateKey),
+    *(LinkUp, SetAddress, SetMtu, SetRoute),
+)
 """Changes carried out on the running interface by the one live step."""
 
 

@@ -74,6 +74,8 @@ PACKAGES: dict[str, str] = {
     "nft": "nftables",
     "iptables-restore": "iptables",
     "python3": "python3",
+    "promtool": "prometheus",
+    "prometheus": "prometheus",
 }
 """Program -> the Debian/Ubuntu package that provides it."""
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from wiremesh.lab import host, nat, prereq
 from wiremesh.model.live import IpStep, LiveSteps, WgStep
-from wiremesh.remote import live, scripts
+from wiremesh.remote import live, scripts, textfile
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -76,6 +76,7 @@ PACKAGES: dict[str, str] = {
     "python3": "python3",
     "promtool": "prometheus",
     "prometheus": "prometheus",
+    "systemd-analyze": "systemd",
 }
 """Program -> the Debian/Ubuntu package that provides it."""
 
@@ -203,6 +204,10 @@ def host_scripts() -> list[str]:
         scripts.enable_service("wg0"),
         scripts.tear_down("wg0"),
         scripts.ping_all(["10.0.0.1"]),
+        scripts.remove_managed_file("/etc/x"),
+        textfile.collector_script("n", "m", "wg0", [], "/var/lib/x"),
+        textfile.activate("wg0", "/var/lib/wiremesh/metrics-wg0.sh"),
+        textfile.deactivate("wg0", "/var/lib/x/wiremesh-wg0.prom"),
     ]
     for method in live.METHODS:
         out.append(live.live_script("wg0", steps, True, False, method, at=1.0))

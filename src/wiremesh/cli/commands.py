@@ -10,6 +10,7 @@ from wiremesh.cli import (
     cmd_init,
     cmd_k3s,
     cmd_lab,
+    cmd_metrics,
     cmd_node,
     cmd_render,
     cmd_status,
@@ -25,6 +26,7 @@ MODULES: list[CommandModule] = [
     cmd_import,
     cmd_converge,
     cmd_status,
+    cmd_metrics,
     cmd_k3s,
     cmd_lab,
 ]

@@ -124,3 +124,83 @@ def test_promtool_parses_every_query(tmp_path: Path) -> None:
         pytest.fail("promtool is missing: run ./scripts/install-deps (package prometheus)")
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"SUCCESS: {len(queries())} rules found" in result.stdout
+
+
+def _series_lines() -> list[dict[str, str]]:
+    """The test mesh's ``wiremesh metrics`` samples as promtool input series (scraped as job
+    wiremesh), constant over the test's ten minutes."""
+    health = mesh_status(mf.inventory(), mf.observed())
+    reads = {n: HostRead(0.05, 1.0) for n in mf.NAMES}
+    text = render(mesh_families(MetricsInput(health, "m", "wg0", reads, 0.2)))
+    out = []
+    for name, samples in parse(text).items():
+        for labels, value in samples:
+            inner = ",".join(f'{k}="{v}"' for k, v in {**labels, "job": "wiremesh"}.items())
+            out.append({"series": f"{name}{{{inner}}}", "values": f"{value:g}x10"})
+    return out
+
+
+def _expect(title: str, samples: list[tuple[str, float]]) -> dict[str, Any]:
+    (expr,) = [e for t, e in queries() if t == title]
+    return {
+        "expr": expr,
+        "eval_time": "5m",
+        "exp_samples": [{"labels": labels, "value": value} for labels, value in samples],
+    }
+
+
+def test_queries_give_the_right_answers_on_the_test_mesh(tmp_path: Path) -> None:
+    """``promtool test rules`` evaluates the panels' queries over the test mesh's metrics: the
+    matrix codes each link (3 direct, 2 relayed, 1 idle, 0 down), the tables list the right links."""
+    code = {"direct": 3, "relayed": 2, "idle": 1, "down": 0}
+    health = mesh_status(mf.inventory(), mf.observed())
+    from wiremesh.model.health import link_states
+
+    matrix = [
+        (f'{{node="{n}",peer="{p}"}}', float(code[s]))
+        for (n, p), s in sorted(link_states(health).items())
+    ]
+
+    def info(node: str, peer: str, via: str) -> str:
+        endpoint = f"198.51.100.{11 + mf.INDEX[peer]}:51820"
+        return (
+            f'wiremesh_link_info{{endpoint="{endpoint}",endpoint_configured="{endpoint}",'
+            f'job="wiremesh",node="{node}",peer="{peer}",via="{via}"}}'
+        )
+
+    tests = [
+        _expect("Link-state matrix", matrix),
+        _expect("Mesh healthy", [("{}", 0)]),
+        _expect(
+            "Links by state",
+            [
+                ('{state="direct"}', 4),
+                ('{state="relayed"}', 2),
+                ('{state="idle"}', 3),
+                ('{state="down"}', 3),
+            ],
+        ),
+        _expect("Relayed links", [(info("a", "c", "b"), 1), (info("c", "a", "b"), 1)]),
+        _expect(
+            "Down links",
+            [
+                (f'wiremesh_link_state{{job="wiremesh",node="d",peer="{p}",state="down"}}', 1)
+                for p in ("a", "b", "c")
+            ],
+        ),
+    ]
+    spec = {
+        "rule_files": [],
+        "evaluation_interval": "1m",
+        "tests": [{"interval": "1m", "input_series": _series_lines(), "promql_expr_test": tests}],
+    }
+    path = tmp_path / "test.yml"
+    path.write_text(json.dumps(spec))
+    result = subprocess.run(
+        ["promtool", "test", "rules", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

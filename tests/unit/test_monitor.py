@@ -18,7 +18,7 @@ from wiremesh.model.health import link_states
 from wiremesh.model.host import ObservedHost
 from wiremesh.model.inventory import Inventory
 from wiremesh.ops.mesh import RunOptions
-from wiremesh.ops.monitor import Monitor
+from wiremesh.ops.monitor import Monitor, Snapshot
 from wiremesh.remote.ssh import HostError
 from wiremesh.store.inventory_file import InventoryFile
 
@@ -27,7 +27,8 @@ INVENTORY = """version = 1
 name = "m"
 cidr = "10.0.0.0/24"
 """ + "".join(
-    f'[[node]]\nname = "{n}"\nendpoint = "198.51.100.{11 + i}"\n' for i, n in enumerate(mf.NAMES)
+    f'[[node]]\nname = "{n}"\nendpoint = "198.51.100.{11 + i}"\npublic_key = "{mf.KEYS[i]}"\n'
+    for i, n in enumerate(mf.NAMES)
 )
 
 
@@ -54,7 +55,9 @@ class FakeReader:
             await asyncio.sleep(self.delay)
             if self.fail:
                 raise HostError(self.name, self.fail)
-            seen = mf.observed()[self.name if self.name != "d" else "a"]
+            if self.name == "d":  # readable here: no traffic with anyone yet
+                return mf.host("d", [mf.peer("a"), mf.peer("b"), mf.peer("c")])
+            seen = mf.observed()[self.name]
             assert isinstance(seen, ObservedHost)
             return seen
         finally:
@@ -200,3 +203,36 @@ def test_the_inventory_is_read_again_when_its_file_changes(file: InventoryFile) 
         await mon.close()
 
     asyncio.run(run())
+
+
+def test_watch_marks_the_links_that_changed_since_the_previous_refresh(file: InventoryFile) -> None:
+    from rich.console import Console
+
+    from wiremesh.cli.watch import view
+    from wiremesh.model.health import changed_links
+
+    async def run() -> tuple[Snapshot, Snapshot]:
+        mon, readers = monitor(file, interval=0, host_timeout=5)
+        before = await mon.refresh()
+        readers["c"].fail = "connection lost"
+        mon.stale_after = 0.05  # c's data will be too old: c is unreachable
+        await asyncio.sleep(0.1)
+        after = await mon.refresh()
+        await mon.close()
+        return before, after
+
+    before, after = asyncio.run(run())
+    changed = changed_links(before.health, after.health)
+    # c's own links went down; the others' links toward c did not change
+    assert changed == {("c", "a"): "relayed", ("c", "b"): "direct", ("c", "d"): "idle"}
+    assert changed_links(after.health, after.health) == {}
+    console = Console(record=True, width=200, force_terminal=False)
+    console.print(view(after, changed, 5, "12:00:00"))
+    text = console.export_text()
+    assert "c  unreachable: connection lost" in text and "◀ changed" in text
+    assert "links up:" in text and "3 link(s) changed" in text
+    changed = {("a", "b"): "down"}
+    console = Console(record=True, width=200, force_terminal=False)
+    console.print(view(before, changed, 5, "12:00:00"))
+    rows = [line for line in console.export_text().splitlines() if "◀ was down" in line]
+    assert len(rows) == 1 and rows[0].lstrip().startswith("b ")

@@ -83,8 +83,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=seconds("--stale-after", 0, 86400),
         default=60.0,
         metavar="S",
-        help="a host's latest data is served for S seconds after its reads began failing; "
-        "then it is exported as unreachable (default 60)",
+        help="while a host cannot be read, its latest data is served until it is S seconds old; "
+        "then the host is exported as unreachable (default 60)",
     )
     add_host_timeout(e)
     add_run_options(e)

@@ -144,11 +144,11 @@ def _node_table(node: NodeStatus, changed: Mapping[str, str] | None = None) -> T
             link = f"[dim]idle[/dim]: {cell(p.reason)}"
         else:
             link = f"[red]down[/red]: {cell(p.reason)}"
-        if p.note:
-            link += f"\n[yellow]{cell(p.note)}[/yellow]"
         was = (changed or {}).get(p.name)
         if was is not None:  # status --watch: the state changed since the previous refresh
             link += f"  [bold yellow]◀ was {cell(was)}[/bold yellow]"
+        if p.note:
+            link += f"\n[yellow]{cell(p.note)}[/yellow]"
         table.add_row(
             cell(p.name),
             cell(p.endpoint) or "[dim](learnt from handshakes)[/dim]",

@@ -33,6 +33,8 @@ KINDS = ("gauge", "counter")
 
 def escape_label_value(value: str) -> str:
     """A label value as it goes between the double quotes."""
+    if "\\" not in value and '"' not in value and "\n" not in value:
+        return value  # the common case, and most of the time of a big mesh's render
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
@@ -62,6 +64,7 @@ class Family:
     kind: str
     help: str
     samples: list[tuple[tuple[tuple[str, str], ...], float]] = field(default_factory=list)
+    _names: set[tuple[str, ...]] = field(default_factory=set, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not _METRIC_NAME.match(self.name):
@@ -74,9 +77,13 @@ class Family:
     def add(self, value: float, labels: Mapping[str, str] | None = None) -> None:
         """Add one sample (labels in the order given)."""
         items = tuple((labels or {}).items())
+        names = tuple(name for name, _ in items)
+        if names not in self._names:  # a family's samples mostly share their label names
+            for name in names:
+                if not _LABEL_NAME.match(name) or name.startswith("__"):
+                    raise ValueError(f"{self.name}: invalid label name {name!r}")
+            self._names.add(names)
         for name, text in items:
-            if not _LABEL_NAME.match(name) or name.startswith("__"):
-                raise ValueError(f"{self.name}: invalid label name {name!r}")
             if not isinstance(text, str):
                 raise ValueError(f"{self.name}: label {name} must be text, not {text!r}")
         self.samples.append((items, value))

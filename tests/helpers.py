@@ -61,3 +61,44 @@ def simple_inventory(n: int, cidr: str = "10.0.0.0/16") -> tuple[Inventory, list
         for i in range(n)
     )
     return Inventory(MeshSettings(cidr=IPv4Network(cidr)), nodes), private
+
+
+# What breaks out of a value in one format or another, and what ipaddress lets through after '%'.
+NASTY_TEXT = [
+    "\n",
+    "\r",
+    "\r\n",
+    "#",
+    " #",
+    "%",
+    "%eth0",
+    "%x\nPreUp = touch /root/marker #",
+    "%a;id",
+    ";",
+    "$(id)",
+    "`id`",
+    "\x00",
+    "\t",
+    "\x0b",
+    "\x0c",
+    "\x85",
+    "\u2028",
+    "\u2029",
+    " ",
+    "=",
+    "[",
+    "]",
+    ":",
+    ",",
+    "'",
+    '"',
+    "\\",
+    "é",
+    "ℌ",
+    "\ufeff",
+    "-",
+    ".",
+    "/",
+    "\nPostUp = touch /root/pwned",
+    "\n[Peer]\nPublicKey = x",
+]

@@ -197,6 +197,12 @@ def test_names_in_etc_hosts_and_overlapping_routes(lab_factory: LabFactory, tmp_
     assert "172.31.5.0/24 dev wg0" in lab.exec("lab1", ["ip", "route"]).stdout
     lab.exec("lab1", ["ping", "-c", "1", "-W", "2", "172.31.5.1"])
     assert lab.exec("lab2", ["sysctl", "-n", "net.ipv4.ip_forward"]).stdout.strip() == "1"
+    # ...and the sysctl file holds exactly the codec's setting (issue 10: rendered structurally)
+    from wiremesh.codec import sysctl
+
+    text = lab.exec("lab2", ["cat", "/etc/sysctl.d/60-wiremesh.conf"]).stdout
+    assert text.split("\n")[0] == sysctl.HEADER
+    assert sysctl.parse(text) == sysctl.forwarding(True, False)
     # a host with a route that overlaps the mesh: plan says so, apply refuses without --force
     lab.exec("lab2", ["ip", "route", "add", "10.77.0.0/16", "dev", "eth0"])
     assert wm(lab, "node", "set", "lab1", "--listen-port", "51821").code == 0

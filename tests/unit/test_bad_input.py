@@ -74,7 +74,7 @@ FILE_CASES = [
     (
         "bad mesh port",
         BASE.replace('name = "t"', 'name = "t"\nport = "http"'),
-        "[mesh]: port 'http' is not a valid port",
+        "[mesh]: port must be a number from 1 to 65535, not the string 'http'",
     ),
     (
         "bad cidr",

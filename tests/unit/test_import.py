@@ -180,3 +180,118 @@ def test_import_bad_files(tmp_path: Path, content: str, message: str) -> None:
     r = cli("-f", tmp_path / "w.toml", "import", path)
     assert r.code == 2
     assert message in r.err
+
+
+# --- issue 10, item 9: nothing is dropped silently; the tutorial pair imports ---------------------
+
+HOOKS = (
+    "PostUp = iptables -A FORWARD -i %i -j ACCEPT\nPreDown = iptables -D FORWARD -i %i -j ACCEPT\n"
+)
+
+
+def _with_interface_lines(path: Path, lines: str) -> None:
+    path.write_text(path.read_text().replace("[Interface]\n", "[Interface]\n" + lines, 1))
+
+
+def test_hooks_and_preshared_keys_are_refused_unless_dropped_on_purpose(tmp_path: Path) -> None:
+    alpha, beta = _tutorial_pair(
+        tmp_path / "orig", extra_alpha=f"PresharedKey = {keys(3)[2].reveal()}\n"
+    )
+    _with_interface_lines(beta, HOOKS)
+    inv = tmp_path / "w.toml"
+    r = cli("-f", inv, "import", alpha, beta)
+    assert r.code == 2, r
+    flat = " ".join(r.err.split())
+    assert f"{alpha}: [Peer] at line 6 PresharedKey will not be kept" in flat
+    assert f"{beta}: [Interface] PostUp will not be kept (wiremesh runs no hooks)" in flat
+    assert f"{beta}: [Interface] PreDown will not be kept" in flat
+    assert "--drop-unsupported" in flat
+    assert keys(3)[2].reveal() not in r.err  # a preshared key is a secret: never shown
+    assert not inv.exists() and not (tmp_path / "wiremesh.keys").exists()
+
+    r = cli("-f", inv, "import", "--drop-unsupported", alpha, beta)
+    assert r.code == 0, r
+    flat = " ".join(r.err.split())
+    assert flat.count("warning:") >= 3
+    assert "PresharedKey will not be kept" in flat and "PostUp will not be kept" in flat
+
+
+@pytest.mark.parametrize(
+    ("line", "key"),
+    [
+        ("DNS = 1.1.1.1", "DNS"),
+        ("Table = off", "Table"),
+        ("SaveConfig = true", "SaveConfig"),
+        ("FwMark = 0x1234", "FwMark"),
+        ("MTU = 1380", "MTU 1380"),
+    ],
+)
+def test_every_other_key_that_is_not_kept_is_reported_per_file(
+    tmp_path: Path, line: str, key: str
+) -> None:
+    alpha, beta = _tutorial_pair(tmp_path / "orig")
+    _with_interface_lines(alpha, line + "\n")
+    r = cli("-f", tmp_path / "w.toml", "import", alpha, beta)
+    assert r.code == 0, r
+    flat = " ".join(r.err.split())
+    assert f"warning: {alpha}: " in flat and f"{key} will not be kept" in flat, flat
+    assert str(beta) + ":" not in flat
+
+
+def _bare_pair(root: Path, second: str = "10.0.0.2") -> tuple[Path, Path]:
+    alpha, beta = _tutorial_pair(root)
+    alpha.write_text(alpha.read_text().replace("Address = 10.0.0.1/24", "Address = 10.0.0.1"))
+    beta.write_text(
+        beta.read_text()
+        .replace("Address = 10.0.0.2/24", f"Address = {second}")
+        .replace("AllowedIPs = 10.0.0.1/32", "AllowedIPs = 10.0.0.1/32")
+    )
+    alpha.write_text(
+        alpha.read_text().replace("AllowedIPs = 10.0.0.2/32", f"AllowedIPs = {second}/32")
+    )
+    return alpha, beta
+
+
+def test_the_tutorial_pair_without_prefixes_imports_with_an_inferred_network(
+    tmp_path: Path,
+) -> None:
+    alpha, beta = _bare_pair(tmp_path / "orig")
+    inv = tmp_path / "w.toml"
+    r = cli("-f", inv, "import", alpha, beta)
+    assert r.code == 0, r
+    assert 'cidr = "10.0.0.0/24"' in inv.read_text()
+    flat = " ".join(r.err.split())
+    assert (
+        "using 10.0.0.0/24, the smallest network of /24 or larger that holds every address" in flat
+    )
+    assert "--cidr" in flat
+
+
+def test_the_inferred_network_holds_every_address(tmp_path: Path) -> None:
+    alpha, beta = _bare_pair(tmp_path / "orig", second="10.0.3.9")
+    inv = tmp_path / "w.toml"
+    r = cli("-f", inv, "import", alpha, beta)
+    assert r.code == 0, r
+    assert 'cidr = "10.0.0.0/22"' in inv.read_text()
+
+
+def test_cidr_chooses_the_network(tmp_path: Path) -> None:
+    alpha, beta = _bare_pair(tmp_path / "orig")
+    inv = tmp_path / "w.toml"
+    r = cli("-f", inv, "import", "--cidr", "10.0.0.0/16", alpha, beta)
+    assert r.code == 0, r
+    assert 'cidr = "10.0.0.0/16"' in inv.read_text()
+    assert "inferred" not in r.err and "smallest" not in r.err
+    other = tmp_path / "x.toml"
+    r = cli("-f", other, "import", "--cidr", "10.9.0.0/24", alpha, beta)
+    assert r.code == 2 and "is not a host address of the mesh network 10.9.0.0/24" in r.err
+    assert not other.exists()
+
+
+def test_different_prefixes_still_name_the_networks_and_offer_cidr(tmp_path: Path) -> None:
+    alpha, beta = _tutorial_pair(tmp_path / "orig")
+    beta.write_text(beta.read_text().replace("10.0.0.2/24", "10.0.0.2/25"))
+    r = cli("-f", tmp_path / "w.toml", "import", alpha, beta)
+    assert r.code == 2
+    assert "different IPv4 networks: 10.0.0.0/24, 10.0.0.0/25" in r.err and "--cidr" in r.err
+    assert cli("-f", tmp_path / "w.toml", "import", "--cidr", "10.0.0.0/24", alpha, beta).code == 0

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import ast
 import re
+from ipaddress import ip_address
 from pathlib import Path
 
 from wiremesh.lab import host, nat, prereq
 from wiremesh.model.live import IpStep, LiveSteps, WgStep
-from wiremesh.remote import live, scripts, textfile
+from wiremesh.model.policy.ports import Probe, Proto
+from wiremesh.remote import live, nft, scripts, textfile
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,6 +42,8 @@ PACKAGES: dict[str, str] = {
             "sha256sum",
             "sleep",
             "stat",
+            "tail",
+            "timeout",
             "tr",
             "wc",
         ],
@@ -57,6 +61,8 @@ PACKAGES: dict[str, str] = {
     "nsenter": "util-linux",
     "unshare": "util-linux",
     "flock": "util-linux",
+    "setsid": "util-linux",
+    "bash": "bash",
     "ip": "iproute2",
     "ping": "iputils-ping",
     "sysctl": "procps",
@@ -208,6 +214,18 @@ def host_scripts() -> list[str]:
         textfile.collector_script("n", "m", "wg0", [], "/var/lib/x"),
         textfile.activate("wg0", "/var/lib/wiremesh/metrics-wg0.sh"),
         textfile.deactivate("wg0", "/var/lib/x/wiremesh-wg0.prom"),
+    ]
+    probes = [Probe(Proto.TCP, 22), Probe(Proto.ICMP), Probe(Proto.UDP, 53)]
+    out += [
+        nft.read("wg0"),
+        nft.load("wg0"),
+        nft.persist("wg0"),
+        nft.remove("wg0"),
+        nft.begin_confirmed("wg0", "t1", 30),
+        nft.UNDO_SCRIPT,
+        nft.confirm("wg0", "t1"),
+        nft.rollback("wg0", "t1"),
+        nft.probe([nft.ProbeTarget(ip_address("10.0.0.1"), p) for p in probes]),
     ]
     for method in live.METHODS:
         out.append(live.live_script("wg0", steps, True, False, method, at=1.0))

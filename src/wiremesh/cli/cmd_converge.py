@@ -6,11 +6,17 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
+from wiremesh.cli.args import int_range, seconds_arg
 from wiremesh.cli.context import Context
 from wiremesh.cli.output import Output, escape
-from wiremesh.errors import ExitStatus, ValidationError
+from wiremesh.errors import ExitStatus, ValidationError, WiremeshError
 from wiremesh.remote.limits import DEFAULT_PARALLEL
-from wiremesh.store.inventory_file import InventoryFile
+
+CHANGES_PRESENT = 2
+"""``plan --detailed-exitcode``: there are changes (terraform's convention)."""
+
+MAX_PARALLEL = 1024
+"""More hosts at once than this only exhausts file descriptors (each connection needs a few)."""
 
 # The SSH stack (asyncssh) is imported when a command talks to hosts, not at start-up.
 if TYPE_CHECKING:
@@ -28,21 +34,21 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--parallel",
-        type=int,
+        type=int_range(1, MAX_PARALLEL),
         default=DEFAULT_PARALLEL,
         metavar="N",
         help=f"hosts worked on at once (default {DEFAULT_PARALLEL})",
     )
     p.add_argument(
         "--connect-timeout",
-        type=float,
+        type=seconds_arg,
         default=15.0,
         metavar="S",
         help="SSH connect timeout in seconds (default 15)",
     )
     p.add_argument(
         "--command-timeout",
-        type=float,
+        type=seconds_arg,
         default=120.0,
         metavar="S",
         help="timeout of each host command in seconds (default 120)",
@@ -54,13 +60,8 @@ def run_options(args: argparse.Namespace, ctx: Context, show_progress: bool = Tr
     from wiremesh.cli.progress import progress_for
     from wiremesh.ops.mesh import RunOptions
 
-    if args.parallel < 1:
-        raise ValidationError(f"--parallel {args.parallel} must be at least 1")
+    confirm_timeout = getattr(args, "confirm_timeout", 60)
     lock_timeout = getattr(args, "lock_timeout", 60.0)
-    if not 0 <= lock_timeout <= 86400:
-        raise ValidationError(
-            f"--lock-timeout {lock_timeout:g} is out of range", "give seconds from 0 to 86400"
-        )
     extra = None
     if getattr(args, "k3s", False):
         from wiremesh.ops.k3s import k3s_files
@@ -75,6 +76,8 @@ def run_options(args: argparse.Namespace, ctx: Context, show_progress: bool = Tr
         progress=progress_for(ctx.out.err_console, show_progress),
         extra_files=extra,
         lock_timeout=lock_timeout,
+        confirm_timeout=confirm_timeout,
+        trust_ssh_config=ctx.trust_ssh_config,
     )
 
 
@@ -84,6 +87,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("nodes", nargs="*", metavar="NODE", help="only these nodes (default: all)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--k3s", action="store_true", help="also plan /etc/rancher/k3s/config.yaml")
+    p.add_argument(
+        "--detailed-exitcode",
+        action="store_true",
+        help="exit 0 when there is nothing to change, 2 when there are changes, 1 on any error "
+        "(as terraform's -detailed-exitcode; for scripts and drift checks)",
+    )
     add_run_options(p)
     p.set_defaults(handler=run_plan)
     a = sub.add_parser("apply", help="bring every host to the inventory's state, live")
@@ -101,9 +110,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "interface belongs to another mesh",
     )
     a.add_argument(
+        "--confirm-timeout",
+        type=int_range(5, 3600),
+        default=60,
+        metavar="S",
+        help="a guard change is undone by the host unless apply confirms it within S seconds "
+        "over a new SSH connection (default 60)",
+    )
+    a.add_argument(
         "--lock-timeout",
-        type=float,
-        default=60.0,
+        type=int_range(0, 86400),
+        default=60,
         metavar="S",
         help="how long to wait for another wiremesh run's host locks (default 60)",
     )
@@ -149,17 +166,31 @@ def print_plan(out: Output, mesh: MeshPlan) -> None:
         out.line(
             f"[yellow]not a peer yet:[/yellow] {escape(name)} (no key: its host was not reachable)"
         )
-    changing = sum(1 for h in mesh.hosts if h.plan is not None and not h.plan.empty)
-    current = sum(1 for h in mesh.hosts if h.plan is not None and h.plan.empty)
-    out.line(
-        f"{len(mesh.hosts)} host(s): {changing} to change, {current} up to date, "
-        f"{len(mesh.failed)} unreadable"
-    )
+    out.line(tally(mesh.hosts, planned=True))
     if mesh.conflicts:
         out.line(
             f"[red]{len(mesh.conflicts)} host(s) have networks that overlap the mesh:[/red] "
             "apply refuses unless --force"
         )
+
+
+def _changes(host: HostResult, planned: bool) -> int:
+    if planned:
+        return len(host.plan.changes) if host.plan is not None else 0
+    return len(host.done)
+
+
+def tally(hosts: tuple[HostResult, ...], planned: bool) -> str:
+    """The summary line of ``plan`` (``planned``) and of ``apply``, counted the same way: hosts
+    with changes, the change records among them, hosts up to date, hosts that failed."""
+    changing = [h for h in hosts if not h.failed and _changes(h, planned) > 0]
+    current = [h for h in hosts if not h.failed and _changes(h, planned) == 0]
+    total = sum(_changes(h, planned) for h in changing)
+    verb, failed = ("to change", "unreadable") if planned else ("changed", "failed")
+    return (
+        f"{len(hosts)} host(s): {len(changing)} {verb} ({total} change(s)), "
+        f"{len(current)} up to date, {sum(1 for h in hosts if h.failed)} {failed}"
+    )
 
 
 def _host_json(host: HostResult) -> dict[str, Any]:
@@ -183,9 +214,12 @@ def run_plan(args: argparse.Namespace, ctx: Context) -> int:
     """``plan``."""
     from wiremesh.ops.planning import plan
 
-    mesh = plan(
-        InventoryFile(ctx.inventory_path), args.nodes, run_options(args, ctx, not args.json)
-    )
+    try:
+        mesh = plan(ctx.inventory, args.nodes, run_options(args, ctx, not args.json))
+    except WiremeshError as exc:
+        if args.detailed_exitcode:
+            exc.exit_code = ExitStatus.FAILED  # 2 means "changes present" here
+        raise
     if args.json:
         ctx.out.json(
             {
@@ -197,7 +231,11 @@ def run_plan(args: argparse.Namespace, ctx: Context) -> int:
         )
     else:
         print_plan(ctx.out, mesh)
-    return ExitStatus.FAILED if mesh.failed else ExitStatus.OK
+    if mesh.failed:
+        return ExitStatus.FAILED
+    if args.detailed_exitcode and (not mesh.empty or mesh.key_updates):
+        return CHANGES_PRESENT
+    return ExitStatus.OK
 
 
 def _confirm(ctx: Context, assume_yes: bool) -> Any:
@@ -221,7 +259,7 @@ def run_apply(args: argparse.Namespace, ctx: Context) -> int:
     from wiremesh.ops.converge import apply
 
     report = apply(
-        InventoryFile(ctx.inventory_path),
+        ctx.inventory,
         args.nodes,
         run_options(args, ctx),
         _confirm(ctx, args.yes),
@@ -245,6 +283,7 @@ def run_apply(args: argparse.Namespace, ctx: Context) -> int:
             out.line(f"[green]changed[/green] {name}: {len(host.done)} change(s)")
         else:
             out.line(f"[dim]unchanged[/dim] {name}")
+    out.line(tally(report.hosts, planned=False))
     failed = report.failed
     if failed:
         out.line(
@@ -252,5 +291,5 @@ def run_apply(args: argparse.Namespace, ctx: Context) -> int:
             "once the failed ones are fixed."
         )
         return ExitStatus.FAILED
-    out.line(f"[green]applied:[/green] {len(report.hosts)} host(s) converged")
+    out.line("[green]applied:[/green] every host converged")
     return ExitStatus.OK

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from wiremesh.cli.args import int_arg, parse_option
+from wiremesh.cli.args import int_arg, int_range, mtu_arg, parse_option
 from wiremesh.cli.context import Context
 from wiremesh.codec import fields as f
+from wiremesh.errors import quote
 from wiremesh.model.inventory import (
     DEFAULT_INTERFACE,
     DEFAULT_KEEPALIVE,
@@ -15,7 +16,6 @@ from wiremesh.model.inventory import (
     MeshSettings,
 )
 from wiremesh.ops.nodes import init
-from wiremesh.store.inventory_file import InventoryFile
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -28,11 +28,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--interface", default=DEFAULT_INTERFACE, help="WireGuard interface (wg0)")
     p.add_argument(
         "--mtu",
-        default=str(DEFAULT_MTU),
+        type=mtu_arg,
+        default=DEFAULT_MTU,
         help='interface MTU (1420), or "auto" (from the underlay)',
     )
     p.add_argument(
-        "--keepalive", type=int_arg, default=DEFAULT_KEEPALIVE, help="PersistentKeepalive (25 s)"
+        "--keepalive",
+        type=int_range(0, 65535),
+        default=DEFAULT_KEEPALIVE,
+        help="PersistentKeepalive (25 s)",
     )
     p.set_defaults(handler=run)
 
@@ -48,8 +52,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         mtu=f.parse_mtu(args.mtu, "--mtu"),
         keepalive=args.keepalive,
     )
-    file = InventoryFile(ctx.inventory_path)
+    file = ctx.inventory
     init(file, mesh)
-    ctx.out.info(f"created {file.path} (mesh {mesh.name!r}, {mesh.cidr})")
+    ctx.out.info(f"created {file.path} (mesh {quote(mesh.name)}, {mesh.cidr})")
     ctx.out.info("next: wiremesh node add NAME --endpoint HOST --ssh root@HOST")
     return 0

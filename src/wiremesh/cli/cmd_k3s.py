@@ -6,7 +6,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from wiremesh.cli.context import Context
-from wiremesh.errors import ExitStatus, ValidationError
+from wiremesh.errors import ExitStatus, ValidationError, quote
 from wiremesh.model.inventory import K3S_ROLES
 
 if TYPE_CHECKING:
@@ -49,11 +49,13 @@ def _ip(text: str) -> IPAddress:
     """An IP address option value."""
     from ipaddress import ip_address
 
+    from wiremesh.model.addressing import refuse_zone
+
     try:
-        return ip_address(text.strip())
+        return ip_address(refuse_zone(text.strip(), "--node-external-ip"))
     except ValueError:
         raise ValidationError(
-            f"--node-external-ip {text!r} is not an IP address",
+            f"--node-external-ip {quote(text)} is not an IP address",
             "give the node's public address, e.g. 203.0.113.10 or 2001:db8::10",
         ) from None
 
@@ -64,7 +66,6 @@ def run_config(args: argparse.Namespace, ctx: Context) -> int:
     # same): every command pays for the imports of every command module.
     from wiremesh.model.k3s import K3sRequest
     from wiremesh.ops.k3s import config_text
-    from wiremesh.store.inventory_file import InventoryFile
 
     request = K3sRequest(
         role=args.role,
@@ -72,7 +73,7 @@ def run_config(args: argparse.Namespace, ctx: Context) -> int:
         token_file=args.token_file,
         node_external_ips=tuple(_ip(text) for text in args.node_external_ip),
     )
-    result = config_text(InventoryFile(ctx.inventory_path), args.name, request)
+    result = config_text(ctx.inventory, args.name, request)
     for warning in result.warnings:
         ctx.out.warn(warning)
     ctx.out.raw(result.text)

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 from wiremesh.cli.cmd_converge import add_run_options, run_options
 from wiremesh.cli.context import Context
 from wiremesh.errors import ExitStatus, ValidationError
-from wiremesh.store.inventory_file import InventoryFile
 
 if TYPE_CHECKING:
     from wiremesh.ops.monitor import Snapshot
@@ -98,9 +97,7 @@ def run_metrics(args: argparse.Namespace, ctx: Context) -> int:
     from wiremesh.codec.prometheus import render
     from wiremesh.ops.monitor import read_once
 
-    snapshot = read_once(
-        InventoryFile(ctx.inventory_path), run_options(args, ctx, False), args.host_timeout
-    )
+    snapshot = read_once(ctx.inventory, run_options(args, ctx, False), args.host_timeout)
     ctx.out.raw(render(mesh_families(snapshot.metrics_input())))
     return ExitStatus.OK
 
@@ -134,7 +131,7 @@ def run_exporter(args: argparse.Namespace, ctx: Context) -> int:
     from wiremesh.ops.monitor import Monitor
 
     host, port = parse_listen(args.listen)
-    file = InventoryFile(ctx.inventory_path)
+    file = ctx.inventory
     options = run_options(args, ctx, False)
 
     async def run() -> None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from wiremesh.cli.args import int_arg, parse_option
+from wiremesh.cli.args import int_arg, int_range, mtu_arg, parse_option, path_arg
 from wiremesh.cli.context import Context
+from wiremesh.cli.output import cell
 from wiremesh.codec import fields as f
 from wiremesh.model.names import node_name
 from wiremesh.ops.nodes import (
@@ -18,7 +19,6 @@ from wiremesh.ops.nodes import (
     set_mesh,
     set_node,
 )
-from wiremesh.store.inventory_file import InventoryFile
 
 
 def _node_options(p: argparse.ArgumentParser) -> None:
@@ -73,10 +73,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     msub.required = True
     mset = msub.add_parser("set", help="change mesh settings (mtu, keepalive, ssh_config, relay)")
     mset.add_argument(
-        "--mtu", help='MTU of every interface, or "auto" (from each host\'s underlay)'
+        "--mtu", type=mtu_arg, help='MTU of every interface, or "auto" (from each host\'s underlay)'
     )
-    mset.add_argument("--keepalive", type=int_arg, metavar="S", help="PersistentKeepalive seconds")
-    mset.add_argument("--ssh-config-file", metavar="PATH", help="OpenSSH config for this mesh")
+    mset.add_argument(
+        "--keepalive", type=int_range(0, 65535), metavar="S", help="PersistentKeepalive seconds"
+    )
+    mset.add_argument(
+        "--ssh-config-file", type=path_arg, metavar="PATH", help="OpenSSH config for this mesh"
+    )
     mset.add_argument("--relay", metavar="NODE", help="node relaying between nodes behind NAT")
     mset.add_argument(
         "--clear",
@@ -117,7 +121,7 @@ def _fields(args: argparse.Namespace) -> NodeFields:
 def run_add(args: argparse.Namespace, ctx: Context) -> int:
     """``node add``."""
     name = node_name(args.name)
-    node = add_node(InventoryFile(ctx.inventory_path), name, _fields(args))
+    node = add_node(ctx.inventory, name, _fields(args))
     extra = f", address6 {node.address6}" if node.address6 else ""
     ctx.out.info(f"added node {node.name} with address {node.address}{extra}")
     return 0
@@ -125,7 +129,7 @@ def run_add(args: argparse.Namespace, ctx: Context) -> int:
 
 def run_set(args: argparse.Namespace, ctx: Context) -> int:
     """``node set``."""
-    before, after = set_node(InventoryFile(ctx.inventory_path), args.name, _fields(args))
+    before, after = set_node(ctx.inventory, args.name, _fields(args))
     if before == after:
         ctx.out.info(f"node {after.name}: nothing changed")
     else:
@@ -135,7 +139,7 @@ def run_set(args: argparse.Namespace, ctx: Context) -> int:
 
 def run_rm(args: argparse.Namespace, ctx: Context) -> int:
     """``node rm``."""
-    removal = remove_node(InventoryFile(ctx.inventory_path), args.name, args.forget)
+    removal = remove_node(ctx.inventory, args.name, args.forget)
     if removal.forgotten:
         ctx.out.info(f"dropped the pending removal of {removal.name}; its host is left as it is")
     elif removal.pending:
@@ -159,14 +163,17 @@ def run_mesh_set(args: argparse.Namespace, ctx: Context) -> int:
         changes["ssh_config"] = f.parse_text(args.ssh_config_file, "--ssh-config-file")
     if args.relay is not None:
         changes["relay"] = f.parse_node_name(args.relay, "--relay")
-    mesh = set_mesh(InventoryFile(ctx.inventory_path), changes, frozenset(args.clear))
-    ctx.out.info(f"mesh {mesh.name}: updated; run 'wiremesh apply' to change the hosts")
+    before, mesh = set_mesh(ctx.inventory, changes, frozenset(args.clear))
+    if before == mesh:
+        ctx.out.info(f"mesh {mesh.name}: nothing changed")
+    else:
+        ctx.out.info(f"mesh {mesh.name}: updated; run 'wiremesh apply' to change the hosts")
     return 0
 
 
 def run_ls(args: argparse.Namespace, ctx: Context) -> int:
     """``node ls``."""
-    inventory = InventoryFile(ctx.inventory_path).load()
+    inventory = ctx.inventory.load()
     records = [node_record(inventory, n) for n in inventory]
     if args.json:
         ctx.out.json(
@@ -184,19 +191,48 @@ def run_ls(args: argparse.Namespace, ctx: Context) -> int:
         return 0
     from rich.table import Table
 
-    table = Table(title=f"mesh {inventory.mesh.name} ({inventory.mesh.cidr})", title_justify="left")
-    for column in ("name", "address", "endpoint", "site", "ssh", "public key"):
-        table.add_column(column, no_wrap=column in ("name", "address"))
+    mesh = inventory.mesh
+    networks = f"{mesh.cidr}, {mesh.cidr6}" if mesh.cidr6 else str(mesh.cidr)
+    relay = f", relay {mesh.relay}" if mesh.relay else ""
+    title = f"mesh {mesh.name} ({networks}), port {mesh.port}{relay}"
+    table = Table(title=cell(title), title_justify="left")
+    # Optional columns appear when a node uses them, so that the table fits a terminal.
+    wanted = {
+        "port": any(n.listen_port is not None for n in inventory),
+        "routes": any(n.allowed_ips for n in inventory),
+        "relay": any(n.relay for n in inventory),
+        "k3s": any(n.k3s_role for n in inventory),
+    }
+    columns = [
+        "name",
+        "address",
+        "endpoint",
+        "port",
+        "site",
+        "ssh",
+        "routes",
+        "relay",
+        "k3s",
+        "key",
+    ]
+    columns = [c for c in columns if wanted.get(c, True)]
+    for column in columns:
+        table.add_column(column, no_wrap=column in ("name", "address", "port"), overflow="fold")
     for r in records:
-        address = r["address"] + (f"\n{r['address6']}" if r["address6"] else "")
-        key = r["public_key"][:10] + "…" if r["public_key"] else "[dim]not yet[/dim]"
-        table.add_row(
-            r["name"],
-            address,
-            r["endpoint"] or "[dim](behind NAT)[/dim]",
-            r["site"] or "",
-            r["ssh"] or "",
-            key,
-        )
+        key = r["public_key"][:8] + "…" if r["public_key"] else "[dim]not yet[/dim]"
+        site = (r["site"] or "") + (f"\n{r['private_endpoint']}" if r["private_endpoint"] else "")
+        values = {
+            "name": cell(r["name"]),
+            "address": cell(r["address"] + (f"\n{r['address6']}" if r["address6"] else "")),
+            "endpoint": cell(r["endpoint"]) or "[dim](behind NAT)[/dim]",
+            "port": cell(r["listen_port"]),
+            "site": cell(site),
+            "ssh": cell(r["ssh"]),
+            "routes": cell("\n".join(r["allowed_ips"])),
+            "relay": cell(r["relay"]),
+            "k3s": cell(r["k3s_role"]),
+            "key": key,
+        }
+        table.add_row(*(values[c] for c in columns))
     ctx.out.table(table)
     return 0

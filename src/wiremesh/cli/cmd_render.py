@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from wiremesh.cli.args import path_arg
 from wiremesh.cli.context import Context
 from wiremesh.ops.render import render_all, show
-from wiremesh.store.inventory_file import InventoryFile
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -15,7 +15,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "render", help="offline mode: write every node's wg-quick config to a directory"
     )
-    p.add_argument("--out", required=True, metavar="DIR", help="writes DIR/<node>/<interface>.conf")
+    p.add_argument(
+        "--out",
+        required=True,
+        type=path_arg,
+        metavar="DIR",
+        help="writes DIR/<node>/<interface>.conf",
+    )
     p.set_defaults(handler=run_render)
     s = sub.add_parser("show", help="print one node's rendered config")
     s.add_argument("name", metavar="NODE")
@@ -25,7 +31,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run_render(args: argparse.Namespace, ctx: Context) -> int:
     """Render all configs."""
-    report = render_all(InventoryFile(ctx.inventory_path), Path(args.out))
+    report = render_all(ctx.inventory, Path(args.out))
     for warning in report.warnings:
         ctx.out.warn(warning)
     if report.new_keys:
@@ -36,5 +42,11 @@ def run_render(args: argparse.Namespace, ctx: Context) -> int:
 
 def run_show(args: argparse.Namespace, ctx: Context) -> int:
     """Show one config."""
-    ctx.out.raw(show(InventoryFile(ctx.inventory_path), args.name, args.reveal))
+    shown = show(ctx.inventory, args.name, args.reveal)
+    if shown.unknown:
+        ctx.out.warn(
+            f"the public key of {', '.join(shown.unknown)} is not known yet: this config marks "
+            "it and is not usable until 'wiremesh apply' (or 'wiremesh render') has made it"
+        )
+    ctx.out.raw(shown.text)
     return 0

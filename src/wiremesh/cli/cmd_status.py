@@ -10,7 +10,6 @@ from wiremesh.cli.cmd_converge import add_run_options, run_options
 from wiremesh.cli.context import Context
 from wiremesh.cli.output import cell
 from wiremesh.errors import ExitStatus
-from wiremesh.store.inventory_file import InventoryFile
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -23,6 +22,7 @@ SCHEMA_VERSION = 1
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``status``."""
     p = sub.add_parser("status", help="interfaces, peers, handshakes; with --ping a ping matrix")
+    p.add_argument("nodes", nargs="*", metavar="NODE", help="only these nodes (default: all)")
     p.add_argument("--json", action="store_true", help="machine-readable output (see README)")
     p.add_argument("--ping", action="store_true", help="every host pings every other mesh address")
     p.add_argument(
@@ -195,9 +195,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         return watch(args, ctx)
     from wiremesh.ops.status import status
 
-    health = status(
-        InventoryFile(ctx.inventory_path), run_options(args, ctx, not args.json), args.ping
-    )
+    health = status(ctx.inventory, run_options(args, ctx, not args.json), args.ping, args.nodes)
     code = ExitStatus.OK if health.healthy else ExitStatus.FAILED
     if args.json:
         ctx.out.json(to_json(health))

@@ -12,6 +12,7 @@ from wiremesh.cli import (
     cmd_lab,
     cmd_metrics,
     cmd_node,
+    cmd_policy,
     cmd_render,
     cmd_status,
 )
@@ -27,6 +28,7 @@ MODULES: list[CommandModule] = [
     cmd_converge,
     cmd_status,
     cmd_metrics,
+    cmd_policy,
     cmd_k3s,
     cmd_lab,
 ]

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from wiremesh.cli.output import Output
+
+if TYPE_CHECKING:
+    from wiremesh.store.inventory_file import InventoryFile
 
 DEFAULT_INVENTORY = "wiremesh.toml"
 
@@ -20,6 +25,9 @@ class Context:
     debug: bool
     inventory_path: Path
     ssh_config: Path | None
+    trust_ssh_config: bool = (
+        False  # --trust-ssh-config: the inventory's ssh_config may run commands
+    )
 
     @staticmethod
     def inventory_from(file_arg: str | None, env: Mapping[str, str]) -> Path:
@@ -29,3 +37,11 @@ class Context:
         if env.get("WIREMESH_FILE"):
             return Path(env["WIREMESH_FILE"])
         return Path(DEFAULT_INVENTORY)
+
+    @cached_property
+    def inventory(self) -> InventoryFile:
+        """The inventory file of this run. Its warnings (an unusual mesh network...) go to stderr
+        as soon as it is read, once each, before the command prints anything else."""
+        from wiremesh.store.inventory_file import InventoryFile
+
+        return InventoryFile(self.inventory_path, warn=self.out.warn)

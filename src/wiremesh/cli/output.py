@@ -16,6 +16,10 @@ if TYPE_CHECKING:
     from rich.table import Table
 
 
+WIDEST = 250
+"""The widest table printed off a terminal."""
+
+
 class Output:
     """Where a command writes: a rich console on stdout, another on stderr."""
 
@@ -59,8 +63,21 @@ class Output:
         self.console.print(text, style=style)
 
     def table(self, table: Table) -> None:
-        """Print a rich table."""
-        self.console.print(table)
+        """Print a rich table. Off a terminal (a pipe, a log) the table gets the width it needs,
+        up to :data:`WIDEST`, instead of 80 columns: nothing is folded or cut there."""
+        if self.console.is_terminal:
+            self.console.print(table)
+            return
+        from rich.measure import Measurement
+
+        options = self.console.options.update(max_width=WIDEST)
+        needed = Measurement.get(self.console, options, table).maximum
+        width = self.console.width
+        self.console.width = min(max(needed, width), WIDEST)  # print() clamps to console.width
+        try:
+            self.console.print(table)
+        finally:
+            self.console.width = width
 
     def json(self, value: Any) -> None:
         """Print ``value`` as JSON, the stable interface for scripts."""

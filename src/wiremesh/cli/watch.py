@@ -25,7 +25,6 @@ from wiremesh.cli.context import Context
 from wiremesh.cli.output import cell
 from wiremesh.errors import ValidationError
 from wiremesh.model.health import changed_links
-from wiremesh.store.inventory_file import InventoryFile
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -109,13 +108,17 @@ def watch(args: argparse.Namespace, ctx: Context) -> int:
 
     from wiremesh.ops.monitor import Monitor
 
-    file = InventoryFile(ctx.inventory_path)
+    file = ctx.inventory
     options = run_options(args, ctx, False)
     interval = float(args.interval)
 
     async def loop() -> None:
         monitor = Monitor(
-            file, options, interval=interval, host_timeout=min(HOST_TIMEOUT_S, args.command_timeout)
+            file,
+            options,
+            interval=interval,
+            host_timeout=min(HOST_TIMEOUT_S, args.command_timeout),
+            shown=args.nodes or None,
         )
         previous: Snapshot | None = None
         try:

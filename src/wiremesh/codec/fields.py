@@ -2,33 +2,51 @@
 
 Each parser takes the raw value and ``what`` (how the error should name it, e.g. ``node 'web-1': endpoint``)
 and returns a validated value or raises :class:`ValidationError`.
+
+One rule for every key: types are strict. A value of the wrong type is an error whose hint shows the
+value as it should be written (``port = "51820"`` -> ``write port = 51820``); nothing is converted
+silently. The CLI converts its option strings (``--port 51820``) before they get here.
 """
 
 from __future__ import annotations
 
+import json
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
 
-from wiremesh.errors import ValidationError
-from wiremesh.model.addressing import IPNetwork
-from wiremesh.model.endpoint import Endpoint, SshTarget, parse_port
+from wiremesh.errors import ValidationError, quote, wrong_type
+from wiremesh.model.addressing import IPNetwork, refuse_zone
+from wiremesh.model.endpoint import Endpoint, SshTarget, digits, parse_port
 from wiremesh.model.keys import PublicKey
 from wiremesh.model.names import check_label, interface_name, node_name
 
 
+def toml_literal(value: object) -> str:
+    """``value`` as it is written in TOML (for hints): ``51820``, ``"web-1"``, ``["a", "b"]``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_literal(v) for v in value) + "]"
+    return json.dumps(str(value), ensure_ascii=False)  # a JSON string is a TOML basic string
+
+
 def _text(value: object, what: str) -> str:
     if not isinstance(value, str):
-        raise ValidationError(f"{what} must be a string, not {type(value).__name__} {value!r}")
+        fix = toml_literal(str(value)) if isinstance(value, int | float) else None
+        raise wrong_type(what, value, "a string", fix)
     return value
 
 
 def _int(value: object, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValidationError(f"{what} must be a whole number, not {value!r}")
+        fix = value if isinstance(value, str) and digits(value.strip()) else None
+        raise wrong_type(what, value, "a whole number", fix.strip() if fix else None)
     return value
 
 
 def _network(value: object, what: str, example: str, version: int | None) -> IPNetwork:
-    text = _text(value, what).strip()
+    text = refuse_zone(_text(value, what).strip(), what)
     kind = {4: "an IPv4 network", 6: "an IPv6 network", None: "a subnet"}[version]
     try:
         return _checked(ip_network(text, strict=True), text, what, kind, example, version)
@@ -38,10 +56,10 @@ def _network(value: object, what: str, example: str, version: int | None) -> IPN
         loose = ip_network(text, strict=False)
     except ValueError:
         raise ValidationError(
-            f"{what} {text!r} is not {kind}", f"write it in CIDR form, e.g. {example}"
+            f"{what} {quote(text)} is not {kind}", f"write it in CIDR form, e.g. {example}"
         ) from None
     _checked(loose, text, what, kind, example, version)
-    raise ValidationError(f"{what} {text!r} has host bits set", f"did you mean {loose}?")
+    raise ValidationError(f"{what} {quote(text)} has host bits set", f"did you mean {loose}?")
 
 
 def _checked(
@@ -49,7 +67,7 @@ def _checked(
 ) -> IPNetwork:
     if version is not None and (net.version != version or "/" not in text):
         raise ValidationError(
-            f"{what} {text!r} is not {kind} in CIDR form", f"write it like {example}"
+            f"{what} {quote(text)} is not {kind} in CIDR form", f"write it like {example}"
         )
     return net
 
@@ -74,11 +92,10 @@ def parse_subnet(value: object, what: str) -> IPNetwork:
 
 
 def parse_subnets(value: object, what: str) -> tuple[IPNetwork, ...]:
-    """A list of subnets."""
-    if isinstance(value, str):
-        value = [value]
+    """A list of subnets (a single string is refused: ``allowed_ips = ["172.16.5.0/24"]``)."""
     if not isinstance(value, list):
-        raise ValidationError(f'{what} must be a list of subnets, e.g. ["172.16.5.0/24"]')
+        fix = toml_literal([value]) if isinstance(value, str) else '["172.16.5.0/24"]'
+        raise wrong_type(what, value, "a list of subnets", fix)
     return tuple(parse_subnet(item, what) for item in value)
 
 
@@ -89,18 +106,18 @@ def parse_ipv4(value: object, what: str) -> IPv4Address:
         return IPv4Address(text.strip())
     except ValueError:
         raise ValidationError(
-            f"{what} {text!r} is not an IPv4 address", "e.g. 10.0.0.7 (no prefix length)"
+            f"{what} {quote(text)} is not an IPv4 address", "e.g. 10.0.0.7 (no prefix length)"
         ) from None
 
 
 def parse_ipv6(value: object, what: str) -> IPv6Address:
-    """An IPv6 address."""
-    text = _text(value, what)
+    """An IPv6 address (without a zone id)."""
+    text = refuse_zone(_text(value, what), what)
     try:
         return IPv6Address(text.strip())
     except ValueError:
         raise ValidationError(
-            f"{what} {text!r} is not an IPv6 address", "e.g. fd00:77::7 (no prefix length)"
+            f"{what} {quote(text)} is not an IPv6 address", "e.g. fd00:77::7 (no prefix length)"
         ) from None
 
 
@@ -113,10 +130,12 @@ def parse_mtu(value: object, what: str) -> int | str:
     """An MTU (range checked with the rest of the mesh), or "auto"."""
     if value == "auto":
         return "auto"
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
+    if isinstance(value, str) and digits(value.strip()):
+        raise wrong_type(what, value, 'a number or "auto"', value.strip())
     if isinstance(value, str):
-        raise ValidationError(f'{what} {value!r} is not a number or "auto"', 'e.g. 1420 or "auto"')
+        raise ValidationError(
+            f'{what} {quote(value)} is not a number or "auto"', 'e.g. 1420 or "auto"'
+        )
     return _int(value, what)
 
 
@@ -157,16 +176,20 @@ def parse_interface(value: object, what: str) -> str:
 
 def parse_k3s_role(value: object, what: str) -> str:
     """``server`` or ``agent``."""
+    if not isinstance(value, str):
+        raise wrong_type(what, value, 'a string ("server" or "agent")', '"server"')
     if value not in ("server", "agent"):
-        raise ValidationError(f"{what} {value!r} is not a k3s role", 'use "server" or "agent"')
-    return str(value)
+        raise ValidationError(f"{what} {quote(value)} is not a k3s role", 'use "server" or "agent"')
+    return value
 
 
 def parse_text(value: object, what: str) -> str:
     """Any non-empty string."""
     text = _text(value, what)
     if not text.strip():
-        raise ValidationError(f"{what} must not be empty")
+        raise ValidationError(f"{what} must not be empty", "give a value, or remove the key")
+    if "\x00" in text:
+        raise ValidationError(f"{what} {quote(text)} holds a NUL character", "remove it")
     return text
 
 

@@ -25,8 +25,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from wiremesh.codec import fields as f
-from wiremesh.errors import ValidationError
+from wiremesh.codec.policy_toml import parse_groups, parse_policy
+from wiremesh.errors import ValidationError, quote, wrong_type
 from wiremesh.model.addressing import allocate
+from wiremesh.model.endpoint import digits
 from wiremesh.model.inventory import (
     FORMAT_VERSION,
     InvalidInventory,
@@ -74,6 +76,7 @@ NODE_FIELDS: tuple[Field, ...] = (
     Field("public_key", f.parse_public_key),
     Field("relay", f.parse_node_name),
     Field("k3s_role", f.parse_k3s_role),
+    Field("groups", parse_groups),
 )
 
 REMOVED_FIELDS: tuple[Field, ...] = (
@@ -89,7 +92,7 @@ METRICS_FIELDS: tuple[Field, ...] = (
     Field("directory", f.parse_host_directory),
 )
 
-TOP_KEYS = ("version", "mesh", "node", "removed", "metrics")
+TOP_KEYS = ("version", "mesh", "node", "removed", "policy", "metrics")
 
 # Migrations from version N to N+1, applied in order on load (none yet: version 1 is the first).
 MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
@@ -103,7 +106,7 @@ def _unknown_keys(
         if key not in allowed:
             out.append(
                 ValidationError(
-                    f"{where}: unknown key {key!r}{did_you_mean(key, list(allowed))}",
+                    f"{where}: unknown key {quote(key)}{did_you_mean(key, list(allowed))}",
                     f"known keys are: {', '.join(allowed)}",
                 )
             )
@@ -137,7 +140,8 @@ def _version(data: dict[str, Any], source: str) -> dict[str, Any]:
             f"add 'version = {FORMAT_VERSION}' at the top of the file",
         )
     if isinstance(version, bool) or not isinstance(version, int):
-        raise ValidationError(f"{source}: version must be a number, not {version!r}")
+        fix = version.strip() if isinstance(version, str) and digits(version.strip()) else None
+        raise wrong_type(f"{source}: version", version, "a number", fix or str(FORMAT_VERSION))
     if version > FORMAT_VERSION:
         raise ValidationError(
             f"{source}: unsupported format version {version}; this wiremesh reads version "
@@ -196,13 +200,16 @@ def parse_data(data: dict[str, Any], source: str) -> Loaded:
     node_values = []
     for index, table in enumerate(_tables(data, "node", source)):
         name = table.get("name")
-        where = f"node {name!r}" if isinstance(name, str) else f"node #{index + 1}"
+        where = f"node {quote(name)}" if isinstance(name, str) else f"node #{index + 1}"
         node_values.append(_parse_table(table, NODE_FIELDS, where, problems))
     removed = []
     for index, table in enumerate(_tables(data, "removed", source)):
         name = table.get("name")
-        where = f"removed node {name!r}" if isinstance(name, str) else f"removed #{index + 1}"
-        removed.append(RemovedNode(**_parse_table(table, REMOVED_FIELDS, where, problems)))
+        where = f"removed node {quote(name)}" if isinstance(name, str) else f"removed #{index + 1}"
+        values = _parse_table(table, REMOVED_FIELDS, where, problems)
+        if "name" in values:  # else its problem is recorded: the entry cannot be built
+            removed.append(RemovedNode(**values))
+    policy = parse_policy(data.get("policy"), problems)
     metrics_table = data.get("metrics", {})
     if not isinstance(metrics_table, dict):
         problems.append(
@@ -218,7 +225,9 @@ def parse_data(data: dict[str, Any], source: str) -> Loaded:
     before = sum(len(v) for v in node_values)
     nodes = _with_addresses(mesh, node_values)
     allocated = sum(len(v) for v in node_values) != before
-    inventory = Inventory(mesh, tuple(nodes), tuple(removed), MetricsSettings(**metrics_values))
+    inventory = Inventory(
+        mesh, tuple(nodes), tuple(removed), policy, metrics=MetricsSettings(**metrics_values)
+    )
     return Loaded(validate(inventory, source), allocated)
 
 
@@ -245,6 +254,11 @@ def loads(text: str, source: str = "wiremesh.toml") -> Loaded:
     """
     try:
         data = tomllib.loads(text)
+    except RecursionError:  # tomllib parses nested arrays and inline tables recursively
+        raise ValidationError(
+            f"{source}: values are nested too deeply to read",
+            "an inventory nests at most a list of strings; fix the file by hand",
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         found = re.search(r"^(.*) \(at line (\d+), column (\d+)\)$", str(exc))
         where = f" at line {found[2]}, column {found[3]}: {found[1]}" if found else f": {exc}"

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from ipaddress import IPv4Interface, IPv6Interface, ip_interface, ip_network
 
 from wiremesh.codec.dump import parse_dump
+from wiremesh.codec.nft_host import parse_read
 from wiremesh.codec.wgquick import parse
 from wiremesh.errors import OperationError, ValidationError
 from wiremesh.model.addressing import IPNetwork
@@ -261,4 +262,5 @@ def parse_observation(interface: str, text: str) -> ObservedHost:
         files=parse_files(part.get("files", [])),
         wg_release=parse_wg_release(part.get("wgversion", [])),
         key_file=public_key is not None,
+        firewall=parse_read("\n".join(part["nft"])) if "nft" in part else None,
     )

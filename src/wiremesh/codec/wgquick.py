@@ -4,19 +4,25 @@ Parsing follows wg-quick and wg(8): section and key names are case-insensitive, 
 anywhere on a line, ``Address`` and ``AllowedIPs`` may repeat and hold comma-separated lists. Keys that
 wiremesh does not model (``DNS``, ``PostUp``, ``Table``...) are kept as ``extra`` so that an import can
 report them.
+
+Rendering is structural: every line is a constant key and a value that passed a guard of
+:mod:`wiremesh.model.safe` (printable ASCII, no ``#``, no zone id), every comment is checked to
+stay on its line. So no value, whatever validation let through, can add a line or a key.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from ipaddress import IPv4Interface, IPv6Interface, ip_interface, ip_network
 
-from wiremesh.errors import ValidationError
-from wiremesh.model.addressing import IPNetwork
+from wiremesh.errors import ValidationError, quote
+from wiremesh.model.addressing import IPNetwork, refuse_zone
 from wiremesh.model.device import IPInterface, WantedDevice, WantedPeer
-from wiremesh.model.endpoint import Endpoint
+from wiremesh.model.endpoint import Endpoint, digits
 from wiremesh.model.host import FILE_MARKER
 from wiremesh.model.keys import PrivateKey, PublicKey
+from wiremesh.model.safe import IPValue, comment_text, config_value, ip_text
 
 MANAGED_MARKER = FILE_MARKER  # the first line of every file wiremesh writes
 
@@ -36,6 +42,11 @@ class HiddenKey:
     """A placeholder for display (``show`` without ``--reveal``)."""
 
     where: str
+
+
+UNKNOWN_PEER_KEY = "<not known yet: run 'wiremesh apply' or 'wiremesh render'>"
+"""What ``show`` prints for a peer whose public key does not exist yet: wg refuses the line, so the
+text cannot be used as a config by mistake while a peer is missing."""
 
 
 @dataclass(frozen=True)
@@ -94,23 +105,48 @@ class WgQuickConfig:
 # --- render -----------------------------------------------------------------------------------
 
 
-def _csv(items: tuple[object, ...]) -> str:
-    return ", ".join(str(i) for i in items)
+def _line(key: str, value: object) -> str:
+    return f"{key} = {config_value(value, key)}"
 
 
-def _peer_block(device: WantedDevice, peer: WantedPeer) -> str:
-    if peer.public_key is None:
+_FIREWALL_FILE = re.compile(r"^/etc/wireguard/wiremesh-[a-zA-Z0-9_=+.-]{1,15}\.nft$")
+
+
+def _firewall_file(path: str) -> str:
+    """The only hook wiremesh writes loads its own table file: a path of exactly that form (a hook
+    is a command wg-quick runs as root)."""
+    if not _FIREWALL_FILE.match(path):
+        raise ValueError(f"refusing to write a PreUp hook for {path!r}")
+    return path
+
+
+def _ips(items: tuple[IPValue, ...], key: str) -> str:
+    return ", ".join(ip_text(i, key) for i in items)
+
+
+def _endpoint(endpoint: Endpoint) -> str:
+    if not isinstance(endpoint.host, str):
+        ip_text(endpoint.host, "Endpoint")  # refuses a zone id
+    return str(endpoint)
+
+
+def _peer_block(device: WantedDevice, peer: WantedPeer, unknown_keys: bool = False) -> str:
+    lines = ["", "# " + comment_text(peer.name, "a peer name"), "[Peer]"]
+    if peer.public_key is not None:
+        lines.append(_line("PublicKey", peer.public_key))
+    elif unknown_keys:
+        lines.append(f"PublicKey = {UNKNOWN_PEER_KEY}")
+    else:
         raise ValidationError(
-            f"cannot render {device.node}: the public key of peer {peer.name!r} is not known yet",
+            f"cannot render {device.node}: the public key of peer {quote(peer.name)} is not known yet",
             "run 'wiremesh apply' (creates keys on the hosts) or 'wiremesh render' first",
         )
-    lines = ["", f"# {peer.name}", "[Peer]", f"PublicKey = {peer.public_key}"]
     if peer.endpoint is not None:
-        lines.append(f"Endpoint = {peer.endpoint}")
+        lines.append(_line("Endpoint", _endpoint(peer.endpoint)))
     if peer.allowed_ips:  # a probe peer (NAT pair routed through a relay) has none
-        lines.append(f"AllowedIPs = {_csv(peer.allowed_ips)}")
+        lines.append(_line("AllowedIPs", _ips(peer.allowed_ips, "AllowedIPs")))
     if peer.persistent_keepalive:
-        lines.append(f"PersistentKeepalive = {peer.persistent_keepalive}")
+        lines.append(_line("PersistentKeepalive", int(peer.persistent_keepalive)))
     return "\n".join(lines) + "\n"
 
 
@@ -119,33 +155,38 @@ def render(
     key: KeySource,
     header: str | None = None,
     memo: dict[int, str] | None = None,
+    unknown_keys: bool = False,
 ) -> str:
-    """The wg-quick file for ``device``. Every peer needs a known public key.
+    """The wg-quick file for ``device``. Every peer needs a known public key, unless
+    ``unknown_keys`` (``show``): a peer without one then gets :data:`UNKNOWN_PEER_KEY`, which
+    makes the text unusable as a config, visibly.
 
     Each ``[Peer]`` is preceded by ``# <name>``, which :func:`parse` gives back as the peer's comment.
     ``memo`` caches peer blocks by peer identity across calls, for devices made by
     :func:`wiremesh.model.topology.wanted_mesh` (which shares peer values between devices).
     """
     iface = device.interface
-    lines = [MANAGED_MARKER + (f": {header}" if header else "")]
+    lines = [MANAGED_MARKER + (": " + comment_text(header, "the header") if header else "")]
     lines.append("[Interface]")
     if isinstance(key, LiteralKey):
-        lines.append(f"PrivateKey = {key.key.reveal()}")
+        lines.append(_line("PrivateKey", key.key.reveal()))
     elif isinstance(key, HiddenKey):
-        lines.append(f"PrivateKey = <hidden: {key.where}>")
-    lines.append(f"Address = {_csv(iface.addresses)}")
-    lines.append(f"ListenPort = {iface.listen_port}")
+        lines.append(_line("PrivateKey", f"<hidden: {key.where}>"))
+    lines.append(_line("Address", _ips(iface.addresses, "Address")))
+    lines.append(_line("ListenPort", int(iface.listen_port)))
     if iface.mtu is not None:
-        lines.append(f"MTU = {iface.mtu}")
+        lines.append(_line("MTU", int(iface.mtu)))
+    if iface.firewall_file is not None:
+        lines.append(_line("PreUp", f"nft -f {_firewall_file(iface.firewall_file)}"))
     parts = ["\n".join(lines) + "\n"]
     if memo is None:
-        parts.extend(_peer_block(device, peer) for peer in device.peers)
+        parts.extend(_peer_block(device, peer, unknown_keys) for peer in device.peers)
     else:
         blocks = [memo.get(id(peer)) for peer in device.peers]
         for i, block in enumerate(blocks):
             if block is None:
                 peer = device.peers[i]
-                blocks[i] = memo[id(peer)] = _peer_block(device, peer)
+                blocks[i] = memo[id(peer)] = _peer_block(device, peer, unknown_keys)
         parts.extend(b for b in blocks if b is not None)
     return "".join(parts)
 
@@ -180,7 +221,7 @@ def _sections(text: str, source: str) -> tuple[list[_Section], bool]:
             kind = line[1:-1].strip().lower()
             if kind not in ("interface", "peer"):
                 raise ValidationError(
-                    f"{source}:{number}: unknown section {line}",
+                    f"{source}:{number}: unknown section {quote(line)}",
                     "a wg-quick file has one [Interface] and any number of [Peer] sections",
                 )
             sections.append(_Section(kind, number, last_comment))
@@ -188,19 +229,19 @@ def _sections(text: str, source: str) -> tuple[list[_Section], bool]:
             continue
         last_comment = None
         if "=" not in line:
-            raise ValidationError(f"{source}:{number}: expected 'Key = Value', got {line!r}")
+            raise ValidationError(f"{source}:{number}: expected 'Key = Value', got {quote(line)}")
         key, value = (part.strip() for part in line.split("=", 1))
         if not sections:
             raise ValidationError(
-                f"{source}:{number}: {key!r} appears before any [Interface] or [Peer]"
+                f"{source}:{number}: {quote(key)} appears before any [Interface] or [Peer]"
             )
         sections[-1].items.append((key.lower(), value, number))
     return sections, managed
 
 
 def _int(value: str, what: str, low: int, high: int) -> int:
-    if not value.isdigit() or not low <= int(value) <= high:
-        raise ValidationError(f"{what}: {value!r} is not a number from {low} to {high}")
+    if not digits(value) or len(value) > 9 or not low <= int(value) <= high:
+        raise ValidationError(f"{what}: {quote(value)} is not a number from {low} to {high}")
     return int(value)
 
 
@@ -219,11 +260,12 @@ def _interface(section: _Section, source: str) -> InterfaceSection:
             private_key = PrivateKey.parse(value, f"{where}: PrivateKey")
         elif key == "address":
             for item in _list(value):
+                refuse_zone(item, f"{where}: Address")
                 try:
                     iface = ip_interface(item)
                 except ValueError:
                     raise ValidationError(
-                        f"{where}: Address {item!r} is not an IP address"
+                        f"{where}: Address {quote(item)} is not an IP address"
                     ) from None
                 assert isinstance(iface, IPv4Interface | IPv6Interface)
                 addresses.append(iface)
@@ -250,15 +292,16 @@ def _peer(section: _Section, source: str) -> PeerSection:
             endpoint = Endpoint.parse(value, f"{where}: Endpoint")
             if endpoint.port is None:
                 raise ValidationError(
-                    f"{where}: Endpoint {value!r} has no port", "wg(8) needs HOST:PORT here"
+                    f"{where}: Endpoint {quote(value)} has no port", "wg(8) needs HOST:PORT here"
                 )
         elif key == "allowedips":
             for item in _list(value):
+                refuse_zone(item, f"{where}: AllowedIPs")
                 try:
                     allowed.append(ip_network(item, strict=False))
                 except ValueError:
                     raise ValidationError(
-                        f"{where}: AllowedIPs {item!r} is not a network"
+                        f"{where}: AllowedIPs {quote(item)} is not a network"
                     ) from None
         elif key == "persistentkeepalive":
             keepalive = (

@@ -16,12 +16,13 @@ from typing import Any
 from wiremesh.errors import ValidationError
 from wiremesh.lab import layout
 from wiremesh.lab.layout import GROUP_MAX, GROUP_NAME_MAX, MAX_NATS, MAX_SITES
+from wiremesh.model.endpoint import digits
 
 MTU_MIN = 576  # RFC 791: every IPv4 host must accept 576-byte datagrams
 MTU_MIN_IPV6 = 1280  # RFC 8200 section 5; the kernel turns IPv6 off on a link below it
 MTU_MAX = 9000
 
-_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$")
+_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")  # fullmatch: "$" accepts a trailing newline
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ def parse_group(text: str, option: str) -> Group:
     """``NAME:K`` as given to ``--site``/``--nat``; :class:`ValidationError` with a hint otherwise."""
     example = f"{option} hk:3"
     name, sep, count = text.partition(":")
-    if not sep or not count.strip().isdigit():
+    if not sep or not digits(count.strip()):
         raise ValidationError(
             f"{option} {text!r} is not NAME:COUNT", f"write it like {example} (3 hosts in 'hk')"
         )
@@ -98,7 +99,7 @@ def parse_group(text: str, option: str) -> Group:
 
 def check_group_name(name: str, option: str) -> str:
     """A site or NAT name: 1-6 lowercase letters, digits and '-' (it goes into link names)."""
-    if not name or len(name) > GROUP_NAME_MAX or not _NAME.match(name):
+    if not name or len(name) > GROUP_NAME_MAX or not _NAME.fullmatch(name):
         raise ValidationError(
             f"{option} name {name!r} is not valid",
             f"use 1-{GROUP_NAME_MAX} lowercase letters, digits and '-', not at either end "
@@ -110,7 +111,7 @@ def check_group_name(name: str, option: str) -> str:
 def parse_mtu(text: str) -> tuple[str | None, int]:
     """``[HOST=]N`` as given to ``--underlay-mtu``: ``(host or None for all hosts, mtu)``."""
     host, sep, value = text.rpartition("=")
-    if not value.strip().isdigit() or (sep and not host.strip()):
+    if not digits(value.strip()) or (sep and not host.strip()):
         raise ValidationError(
             f"--underlay-mtu {text!r} is not [HOST=]MTU",
             "write it like --underlay-mtu 1400 (every host) or --underlay-mtu lab2=1280",

@@ -6,12 +6,29 @@ Allocation never renumbers: existing addresses are fixed inputs, and only new no
 from __future__ import annotations
 
 from collections.abc import Iterable
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
 
-from wiremesh.errors import ValidationError
+from wiremesh.errors import ValidationError, quote
 
 IPAddress = IPv4Address | IPv6Address
 IPNetwork = IPv4Network | IPv6Network
+
+
+def refuse_zone(text: str, what: str) -> str:
+    """``text`` if it holds no IPv6 zone id (``fe80::1%eth0``); else a :class:`ValidationError`.
+
+    Python's ``ipaddress`` accepts anything after ``%`` (a newline, ``;``, ``$()``) and keeps it in
+    the value's text, which would end up in the files wiremesh writes (issue 10). No value of an
+    inventory needs one: overlay addresses and networks belong to the WireGuard interface itself,
+    and endpoints with a scope (link-local peers) are refused too, as documented in docs/security.md.
+    """
+    if "%" in text:
+        raise ValidationError(
+            f"{what} {quote(text)} has an IPv6 zone id ('%...'), which wiremesh does not accept",
+            "write the address without '%' and what follows it; for endpoints use a global or ULA "
+            "address, or a DNS name (link-local endpoints are not supported)",
+        )
+    return text
 
 
 def is_host_address(network: IPNetwork, address: IPAddress) -> bool:
@@ -25,6 +42,18 @@ def is_host_address(network: IPNetwork, address: IPAddress) -> bool:
     if address == network.network_address:
         return False
     return not (isinstance(network, IPv4Network) and address == network.broadcast_address)
+
+
+def covering_network(addresses: list[IPAddress], longest: int) -> IPNetwork:
+    """The smallest network that holds every one of ``addresses`` (all of one family) and whose
+    prefix is at most ``longest`` bits (``import`` infers a mesh network so: at least a /24)."""
+    first = addresses[0]
+    prefix = min(longest, first.max_prefixlen)
+    while True:
+        net = ip_network((first, prefix), strict=False)
+        if all(a in net for a in addresses):
+            return net
+        prefix -= 1
 
 
 def host_capacity(network: IPNetwork) -> int:

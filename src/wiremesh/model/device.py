@@ -41,6 +41,8 @@ class WantedInterface:
     addresses: tuple[IPInterface, ...]
     listen_port: int
     mtu: int | None
+    # The access policy's table, loaded by a PreUp hook before the interface comes up (docs/policy.md)
+    firewall_file: str | None = None
 
 
 @dataclass(frozen=True)

@@ -321,12 +321,15 @@ def with_pings(node: NodeStatus, pings: list[PingResult]) -> NodeStatus:
     return replace(node, peers=peers)
 
 
-def mesh_health(nodes: list[NodeStatus], ping: list[PingResult] | None) -> MeshHealth:
-    """Links expected (every ordered pair) and up."""
+def mesh_health(
+    nodes: list[NodeStatus], ping: list[PingResult] | None, peers_each: int | None = None
+) -> MeshHealth:
+    """Links expected (from each node to each of its ``peers_each`` peers: by default every other
+    node of ``nodes``; ``status NODE`` shows some nodes of a larger mesh) and up."""
     if ping is not None:
         nodes = [with_pings(n, ping) for n in nodes]
     count = len(nodes)
-    expected = count * (count - 1)
+    expected = count * (count - 1 if peers_each is None else peers_each)
     up = sum(1 for n in nodes for p in n.peers if p.up)
     return MeshHealth(tuple(nodes), expected, up, tuple(ping) if ping is not None else None)
 

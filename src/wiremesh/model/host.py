@@ -15,6 +15,8 @@ from wiremesh.model.addressing import IPNetwork
 from wiremesh.model.device import ObservedDevice, WantedDevice
 from wiremesh.model.endpoint import Endpoint
 from wiremesh.model.keys import PublicKey
+from wiremesh.model.nft import HostFirewall
+from wiremesh.model.nft_host import NftHostState
 
 REQUIRED_TOOLS = ("wg", "wg-quick", "ip")
 INCREMENTAL_WG = 20250521
@@ -27,30 +29,35 @@ PACKAGES: dict[str, dict[str, str]] = {
         "wg-quick": "wireguard-tools",
         "ip": "iproute2",
         "wireguard-go": "wireguard-go",
+        "nft": "nftables",
     },
     "rhel": {
         "wg": "wireguard-tools",
         "wg-quick": "wireguard-tools",
         "ip": "iproute",
         "wireguard-go": "wireguard-go",
+        "nft": "nftables",
     },
     "alpine": {
         "wg": "wireguard-tools",
         "wg-quick": "wireguard-tools",
         "ip": "iproute2",
         "wireguard-go": "wireguard-go",
+        "nft": "nftables",
     },
     "arch": {
         "wg": "wireguard-tools",
         "wg-quick": "wireguard-tools",
         "ip": "iproute2",
         "wireguard-go": "wireguard-go",
+        "nft": "nftables",
     },
     "suse": {
         "wg": "wireguard-tools",
         "wg-quick": "wireguard-tools",
         "ip": "iproute2",
         "wireguard-go": "wireguard-go",
+        "nft": "nftables",
     },
 }
 INSTALLERS = {
@@ -205,9 +212,9 @@ class ObservedHost:
     other_addresses: tuple[tuple[str, str], ...] = ()  # (address/prefix, device)
     files: dict[str, FileState] = field(default_factory=dict)  # the paths asked for
     wg_release: int | None = None  # wireguard-tools release date (v1.0.20210914 -> 20210914)
-    key_file: bool = (
-        True  # the key file exists and is not empty (public_key may come from elsewhere)
-    )
+    # The key file exists and is not empty (public_key may come from elsewhere).
+    key_file: bool = True
+    firewall: NftHostState | None = None  # our nftables table and its state; None: not read
 
     def missing_tools(self) -> list[str]:
         """Required tools that are not installed."""
@@ -240,6 +247,7 @@ class WantedHost:
     forwarding: tuple[bool, bool] = (False, False)  # needed for IPv4, IPv6 (relay, routed subnets)
     mesh_networks: tuple[IPNetwork, ...] = ()
     mesh: str = "mesh"  # the mesh's name, as the config file's marker line says it
+    firewall: HostFirewall | None = None  # our nftables table, compiled from the policy
 
 
 def conflicts(observed: ObservedHost, networks: tuple[IPNetwork, ...], interface: str) -> list[str]:

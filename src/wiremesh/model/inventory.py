@@ -13,12 +13,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from functools import cached_property
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from typing import TYPE_CHECKING
 
-from wiremesh.errors import ValidationError
+from wiremesh.errors import ValidationError, quote
 from wiremesh.model.addressing import IPNetwork, host_capacity, is_host_address
 from wiremesh.model.endpoint import Endpoint, SshTarget
 from wiremesh.model.keys import PublicKey
 from wiremesh.model.names import NodeName
+from wiremesh.model.networks import endpoint_problems, network_problems
+
+if TYPE_CHECKING:
+    from wiremesh.model.policy.rules import Policy
 
 FORMAT_VERSION = 1
 DEFAULT_INTERFACE = "wg0"
@@ -78,6 +83,7 @@ class Node:
     allowed_ips: tuple[IPNetwork, ...] = ()
     relay: NodeName | None = None  # overrides the mesh's relay for this node
     k3s_role: str | None = None  # "server" or "agent": used by 'k3s config' and 'apply --k3s'
+    groups: tuple[str, ...] = ()  # policy groups (docs/policy.md)
 
 
 K3S_ROLES = ("server", "agent")
@@ -102,6 +108,7 @@ class Inventory:
     mesh: MeshSettings
     nodes: tuple[Node, ...] = ()
     removed: tuple[RemovedNode, ...] = ()
+    policy: Policy | None = None  # the [policy] table; None: no policy, nothing installed
     metrics: MetricsSettings = MetricsSettings()
 
     def __iter__(self) -> Iterator[Node]:
@@ -157,16 +164,20 @@ class Inventory:
 def did_you_mean(word: str, choices: list[str]) -> str:
     """`` (did you mean 'x'?)`` when a choice is close to ``word``, else ''."""
     close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    return f" (did you mean {quote(close[0])}?)" if close else ""
 
 
 def unknown_node(name: str, names: list[NodeName]) -> ValidationError:
     """The error for a node name that is not in the inventory."""
     listed = ", ".join(names) if names else "none yet"
     return ValidationError(
-        f"no node named {name!r} in the inventory{did_you_mean(name, list(names))}",
+        f"no node named {quote(name)} in the inventory{did_you_mean(name, list(names))}",
         f"nodes are: {listed}; 'wiremesh node ls' lists them",
     )
+
+
+MAX_LISTED = 50
+"""At most this many problems are listed in one error (a generated 10,000-node file can have more)."""
 
 
 class InvalidInventory(ValidationError):
@@ -179,10 +190,12 @@ class InvalidInventory(ValidationError):
             super().__init__(f"{source}: {p.message}", p.hint)
         else:
             lines = [f"{source}: {len(problems)} problems"]
-            for p in problems:
+            for p in problems[:MAX_LISTED]:
                 lines.append(f"  - {p.message}")
                 if p.hint:
                     lines.append(f"    hint: {p.hint}")
+            if len(problems) > MAX_LISTED:
+                lines.append(f"  ... and {len(problems) - MAX_LISTED} more")
             super().__init__("\n".join(lines), None)
 
 
@@ -199,7 +212,7 @@ def check(inventory: Inventory) -> list[ValidationError]:
         if count > 1:
             problems.append(
                 ValidationError(
-                    f"node name {name!r} is used by {count} nodes",
+                    f"node name {quote(name)} is used by {count} nodes",
                     "each node needs its own name: rename or remove the duplicates",
                 )
             )
@@ -208,19 +221,23 @@ def check(inventory: Inventory) -> list[ValidationError]:
         if removed.name in names:
             problems.append(
                 ValidationError(
-                    f"node {removed.name!r} is both a node and a [[removed]] entry",
+                    f"node {quote(removed.name)} is both a node and a [[removed]] entry",
                     "delete the [[removed]] entry (it tells 'apply' to tear the host down)",
                 )
             )
     problems += _check_relays(inventory)
+    problems += endpoint_problems(inventory)
     problems += _check_addresses(inventory)
     problems += _check_keys(inventory)
     problems += _check_allowed_ips(inventory)
+    from wiremesh.model.policy.check import check_policy  # imports this module
+
+    problems += check_policy(inventory)
     return problems
 
 
 def _check_mesh(mesh: MeshSettings) -> list[ValidationError]:
-    problems = []
+    problems = network_problems(mesh.cidr, mesh.cidr6)
     if host_capacity(mesh.cidr) < 2:
         problems.append(
             ValidationError(
@@ -233,7 +250,7 @@ def _check_mesh(mesh: MeshSettings) -> list[ValidationError]:
         if mesh.mtu != MTU_AUTO:
             problems.append(
                 ValidationError(
-                    f'mesh mtu {mesh.mtu!r} is not a number or "auto"',
+                    f'mesh mtu {quote(mesh.mtu)} is not a number or "auto"',
                     'use a number such as 1420, or "auto" to derive it from each host\'s underlay',
                 )
             )
@@ -257,7 +274,9 @@ def _check_mesh(mesh: MeshSettings) -> list[ValidationError]:
 
 def _check_relays(inventory: Inventory) -> list[ValidationError]:
     problems = []
-    wanted = [("mesh", inventory.mesh.relay)] + [(f"node {n.name!r}", n.relay) for n in inventory]
+    wanted = [("mesh", inventory.mesh.relay)] + [
+        (f"node {quote(n.name)}", n.relay) for n in inventory
+    ]
     for where, relay in wanted:
         if relay is None:
             continue
@@ -265,14 +284,15 @@ def _check_relays(inventory: Inventory) -> list[ValidationError]:
         if node is None:
             problems.append(
                 ValidationError(
-                    f"{where}: relay {relay!r} is not a node{did_you_mean(relay, list(inventory.names()))}",
+                    f"{where}: relay {quote(relay)} is not a node"
+                    + did_you_mean(relay, list(inventory.names())),
                     "name a node with a public endpoint as relay",
                 )
             )
         elif node.endpoint is None:
             problems.append(
                 ValidationError(
-                    f"{where}: relay {relay!r} has no endpoint",
+                    f"{where}: relay {quote(relay)} has no endpoint",
                     "a relay must be reachable by everyone: pick a node with an 'endpoint'",
                 )
             )
@@ -288,7 +308,7 @@ def _check_addresses(inventory: Inventory) -> list[ValidationError]:
         if not is_host_address(mesh.cidr, node.address):
             problems.append(
                 ValidationError(
-                    f"node {node.name!r}: address {node.address} is not a host address of the "
+                    f"node {quote(node.name)}: address {node.address} is not a host address of the "
                     f"mesh cidr {mesh.cidr}",
                     "remove 'address' to let wiremesh allocate one, or pick one inside the cidr "
                     "(not its network or broadcast address)",
@@ -297,8 +317,8 @@ def _check_addresses(inventory: Inventory) -> list[ValidationError]:
         elif node.address in owner4:
             problems.append(
                 ValidationError(
-                    f"node {node.name!r}: address {node.address} is already used by node "
-                    f"{owner4[node.address]!r}",
+                    f"node {quote(node.name)}: address {node.address} is already used by node "
+                    f"{quote(owner4[node.address])}",
                     "give each node its own address, or remove 'address' to allocate a free one",
                 )
             )
@@ -309,22 +329,23 @@ def _check_addresses(inventory: Inventory) -> list[ValidationError]:
         if mesh.cidr6 is None:
             problems.append(
                 ValidationError(
-                    f"node {node.name!r}: address6 {node.address6} is set but the mesh has no cidr6",
+                    f"node {quote(node.name)}: address6 {node.address6} is set but the mesh has no cidr6",
                     "add 'cidr6' (an IPv6 ULA network, e.g. fd00:77::/64) to [mesh], or remove address6",
                 )
             )
         elif not is_host_address(mesh.cidr6, node.address6):
             problems.append(
                 ValidationError(
-                    f"node {node.name!r}: address6 {node.address6} is not in the mesh cidr6 {mesh.cidr6}",
+                    f"node {quote(node.name)}: address6 {node.address6} is not in the mesh "
+                    f"cidr6 {mesh.cidr6}",
                     "remove 'address6' to let wiremesh allocate one, or pick one inside cidr6",
                 )
             )
         elif node.address6 in owner6:
             problems.append(
                 ValidationError(
-                    f"node {node.name!r}: address6 {node.address6} is already used by node "
-                    f"{owner6[node.address6]!r}",
+                    f"node {quote(node.name)}: address6 {node.address6} is already used by node "
+                    f"{quote(owner6[node.address6])}",
                     "give each node its own address6",
                 )
             )
@@ -342,7 +363,8 @@ def _check_keys(inventory: Inventory) -> list[ValidationError]:
         if node.public_key in owner:
             problems.append(
                 ValidationError(
-                    f"node {node.name!r}: public_key is the same as node {owner[node.public_key]!r}'s",
+                    f"node {quote(node.name)}: public_key is the same as node "
+                    f"{quote(owner[node.public_key])}'s",
                     "each node needs its own key pair: remove 'public_key' from one of them and "
                     "run 'wiremesh apply' (or 'render') to create a new key",
                 )
@@ -362,16 +384,18 @@ def _check_allowed_ips(inventory: Inventory) -> list[ValidationError]:
                 if overlay is not None and net.version == overlay.version and net.overlaps(overlay):
                     problems.append(
                         ValidationError(
-                            f"node {node.name!r}: allowed_ips {net} overlaps the mesh network {overlay}",
+                            f"node {quote(node.name)}: allowed_ips {net} overlaps the mesh network {overlay}",
                             "mesh addresses are routed already; list only extra subnets behind the node",
                         )
                     )
             for other_net, other in seen:
                 if net.version == other_net.version and net.overlaps(other_net):
-                    whose = "its own entry" if other == node.name else f"that of node {other!r}"
+                    whose = (
+                        "its own entry" if other == node.name else f"that of node {quote(other)}"
+                    )
                     problems.append(
                         ValidationError(
-                            f"node {node.name!r}: allowed_ips {net} overlaps {other_net}, {whose}",
+                            f"node {quote(node.name)}: allowed_ips {net} overlaps {other_net}, {whose}",
                             "a subnet can be routed to one node only: remove or narrow one of them",
                         )
                     )

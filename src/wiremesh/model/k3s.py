@@ -32,11 +32,12 @@ address. Decisions, documented in docs/k3s.md:
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network
 from typing import Final
 
-from wiremesh.errors import ValidationError
+from wiremesh.errors import ValidationError, quote
 from wiremesh.model.addressing import IPAddress, IPNetwork
 from wiremesh.model.facts import DEFAULT_UNDERLAY_MTU, WIREGUARD_OVERHEAD
 from wiremesh.model.inventory import (
@@ -48,6 +49,7 @@ from wiremesh.model.inventory import (
     Node,
     did_you_mean,
 )
+from wiremesh.model.safe import UnsafeValue, comment_text
 
 CONFIG_PATH: Final = "/etc/rancher/k3s/config.yaml"
 """Where k3s looks for its config file (docs.k3s.io/installation/configuration#configuration-file)."""
@@ -89,6 +91,8 @@ AUTO_MTU_ASSUMED: Final = DEFAULT_UNDERLAY_MTU - WIREGUARD_OVERHEAD
 """For ``mtu = "auto"`` the interface MTU is only known at apply time, per host: 1420 on the usual
 1500-byte underlay. The pod MTU is derived by flannel on each host from the real value anyway; this is
 only for the warning and the comment in the file."""
+
+_FLAG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 
 Value = str | bool | tuple[str, ...]
 """A config value: a string, a boolean flag, or a list for a repeatable flag."""
@@ -175,6 +179,7 @@ class K3sConfig:
         ``#``), a line on the pod MTU, then the settings."""
         lines = [h if h.startswith("#") else f"# {h}" for h in header]
         lines.append(f"# {self.pod_mtu.describe()}")
+        lines = [comment_text(line, "a comment in config.yaml") for line in lines]
         return "\n".join(lines) + "\n" + render_yaml(self.settings)
 
 
@@ -193,15 +198,23 @@ def yaml_string(text: str) -> str:
     follows, reads ``on``/``yes`` as booleans and ``1e3`` as a number) and ``:`` in IPv6 addresses and
     URLs is never taken for a mapping. A JSON string is a valid YAML double-quoted scalar (YAML 1.2
     section 1.3 is a JSON superset; its ``\\"``, ``\\\\`` and ``\\uXXXX`` escapes are YAML 1.1's too);
-    control characters are refused where values are checked, so only those escapes occur.
+    control characters are refused where values are checked, so only those escapes occur; and
+    here again (:func:`~wiremesh.model.safe.comment_text`'s rule): YAML 1.1 also breaks lines at
+    U+0085, U+2028 and U+2029, which JSON leaves unescaped.
     """
-    return json.dumps(text, ensure_ascii=False)
+    return json.dumps(comment_text(text, "a value in config.yaml"), ensure_ascii=False)
 
 
 def render_yaml(settings: tuple[tuple[str, Value], ...]) -> str:
-    """Flat YAML: ``key: "string"``, ``key: true``, or a key and its list items, one per line."""
+    """Flat YAML: ``key: "string"``, ``key: true``, or a key and its list items, one per line.
+
+    Keys are k3s flag names (checked: lowercase words joined by '-'), strings are quoted
+    (:func:`yaml_string`): nothing can start another key, item or comment.
+    """
     out: list[str] = []
     for key, value in settings:
+        if not _FLAG.fullmatch(key):
+            raise UnsafeValue("the k3s setting", key, "it is not a k3s flag name")
         if isinstance(value, bool):
             out.append(f"{key}: {'true' if value else 'false'}")
         elif isinstance(value, tuple):
@@ -223,19 +236,19 @@ def _servers(inventory: Inventory, name: str, request: K3sRequest) -> list[Node]
 def _check_request(node: Node, role: str, request: K3sRequest) -> None:
     if role not in K3S_ROLES:
         raise ValidationError(
-            f"{role!r} is not a k3s role{did_you_mean(role, list(K3S_ROLES))}",
+            f"{quote(role)} is not a k3s role{did_you_mean(role, list(K3S_ROLES))}",
             'use "server" or "agent"',
         )
     path = request.token_file
     if path is not None and (not path.startswith("/") or not path.isprintable() or path == "/"):
         raise ValidationError(
-            f"--token-file {path!r} is not an absolute path on the host",
+            f"--token-file {quote(path)} is not an absolute path on the host",
             "give the full path of the token file on the node, e.g. /etc/rancher/k3s/token",
         )
     families = [ip.version for ip in request.node_external_ips]
     if len(set(families)) != len(families):
         raise ValidationError(
-            f"node {node.name!r}: more than one external IPv{families[0]} address",
+            f"node {quote(node.name)}: more than one external IPv{families[0]} address",
             "give at most one IPv4 and one IPv6 --node-external-ip",
         )
 
@@ -243,7 +256,7 @@ def _check_request(node: Node, role: str, request: K3sRequest) -> None:
 def _check_address(inventory: Inventory, node: Node) -> None:
     if inventory.mesh.cidr6 is not None and node.address6 is None:
         raise ValidationError(
-            f"node {node.name!r} has no IPv6 overlay address but the mesh is dual-stack "
+            f"node {quote(node.name)} has no IPv6 overlay address but the mesh is dual-stack "
             f"(cidr6 {inventory.mesh.cidr6}): k3s needs both as its node-ip",
             f"give it one ('wiremesh node set {node.name} --address6 IP'), or let wiremesh allocate "
             "one: remove the node's address6 line and run any wiremesh command that loads the file",
@@ -256,7 +269,9 @@ def _check_overlaps(inventory: Inventory) -> None:
     ours: list[tuple[IPNetwork, str]] = [(mesh.cidr, "mesh cidr")]
     if mesh.cidr6 is not None:
         ours.append((mesh.cidr6, "mesh cidr6"))
-    ours += [(net, f"allowed_ips of node {n.name!r}") for n in inventory for net in n.allowed_ips]
+    ours += [
+        (net, f"allowed_ips of node {quote(n.name)}") for n in inventory for net in n.allowed_ips
+    ]
     theirs: list[tuple[IPNetwork, str]] = [
         (CLUSTER_CIDR4, "pod network (cluster-cidr)"),
         (SERVICE_CIDR4, "service network (service-cidr)"),
@@ -295,14 +310,14 @@ def _server_node(inventory: Inventory, node: Node, role: str, request: K3sReques
                 else "leave --server out (there is no other server to join)"
             )
             raise ValidationError(
-                f"--server {target.name}: node {target.name!r} is not a k3s server "
+                f"--server {target.name}: node {quote(target.name)} is not a k3s server "
                 f"(its role: {target.k3s_role or 'none'})",
                 f"{which}, or make it one: wiremesh node set {target.name} --k3s-role server",
             )
         return target
     if not servers:
         raise ValidationError(
-            f"k3s agent {node.name!r} has no server to join: no node of the mesh is a k3s server",
+            f"k3s agent {quote(node.name)} has no server to join: no node of the mesh is a k3s server",
             "give a node the server role: wiremesh node set NAME --k3s-role server",
         )
     first = servers[0]
@@ -323,7 +338,7 @@ def node_config(inventory: Inventory, name: str, request: K3sRequest | None = No
     role = _role_of(node, name, request)
     if role is None:
         raise ValidationError(
-            f"node {node.name!r} has no k3s role",
+            f"node {quote(node.name)} has no k3s role",
             f"pass --role server|agent, or record it: wiremesh node set {node.name} "
             "--k3s-role server|agent",
         )

@@ -14,29 +14,29 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from cryptography.hazmat.primitives.serialization import PublicFormat as _PublicFormat
 
-from wiremesh.errors import ValidationError
+from wiremesh.errors import ValidationError, quote, wrong_type
 
 KEY_LEN = 32
 
 
-def _decode(text: object, what: str) -> bytes:
+def _decode(text: object, what: str, secret: bool = False) -> bytes:
     if not isinstance(text, str):
-        raise ValidationError(f"{what} must be a string")
+        if secret:
+            raise ValidationError(f"{what} must be a string", "a key is 44 characters of base64")
+        raise wrong_type(what, text, "a string", '"<44 characters of base64>"')
     try:
         raw = base64.b64decode(text.strip(), validate=True)
     except (binascii.Error, ValueError):
         raw = b""
     # Canonical form only (re-encoding gives the same text), like wg(8)'s key_from_base64.
     if len(raw) != KEY_LEN or base64.b64encode(raw).decode() != text.strip():
+        # A malformed private key may still be most of a real one: never quote it.
+        shown = "" if secret else f" {quote(text)}"
         raise ValidationError(
-            f"{what} {_short(text)!r} is not a WireGuard key",
+            f"{what}{shown} is not a WireGuard key",
             "a key is 32 bytes in base64 (44 characters ending in '='), as printed by 'wg pubkey'",
         )
     return raw
-
-
-def _short(text: str) -> str:
-    return text if len(text) <= 48 else text[:45] + "..."
 
 
 @dataclass(frozen=True, order=True)
@@ -80,8 +80,8 @@ class PrivateKey:
 
     @staticmethod
     def parse(text: object, what: str = "private key") -> PrivateKey:
-        """Validate base64 text into a private key."""
-        raw = _decode(text, what)
+        """Validate base64 text into a private key (an error never shows the text)."""
+        raw = _decode(text, what, secret=True)
         return PrivateKey(base64.b64encode(raw).decode())
 
     def public_key(self) -> PublicKey:

@@ -29,6 +29,7 @@ from wiremesh.model.device import IPInterface, WantedDevice, WantedInterface, Wa
 from wiremesh.model.endpoint import Endpoint
 from wiremesh.model.inventory import Inventory, Node
 from wiremesh.model.names import NodeName
+from wiremesh.model.safe import ip_text, word
 
 
 @dataclass(frozen=True)
@@ -216,13 +217,17 @@ def wanted_mesh(inventory: Inventory, facts: Facts = NO_FACTS) -> dict[str, Want
 
 
 def hosts_block(inventory: Inventory) -> tuple[str, ...]:
-    """The lines of the mesh's /etc/hosts block: ``<address> <node>.<mesh>`` for every address."""
+    """The lines of the mesh's /etc/hosts block: ``<address> <node>.<mesh>`` for every address.
+
+    Each field passes a guard (:mod:`wiremesh.model.safe`): one blank-free printable word, no ``#``
+    and no zone id, so that each line holds exactly one address and one name (hosts(5)).
+    """
     lines = []
     for node in inventory.nodes:
-        name = f"{node.name}.{inventory.mesh.name}"
-        lines.append(f"{node.address} {name}")
+        name = word(f"{node.name}.{inventory.mesh.name}", "a host name in /etc/hosts")
+        lines.append(f"{ip_text(node.address, 'an address in /etc/hosts')} {name}")
         if node.address6 is not None:
-            lines.append(f"{node.address6} {name}")
+            lines.append(f"{ip_text(node.address6, 'an address in /etc/hosts')} {name}")
     return tuple(lines)
 
 

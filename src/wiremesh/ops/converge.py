@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from wiremesh.errors import ValidationError
+from wiremesh.model.changes import Change, CreateKey
 from wiremesh.model.facts import derive_facts, nat_pairs
 from wiremesh.model.host import ObservedHost
 from wiremesh.model.keys import PublicKey
@@ -38,6 +39,7 @@ from wiremesh.ops.planning import (
 from wiremesh.ops.textfile import retired_files
 from wiremesh.remote import hostops
 from wiremesh.remote.fanout import fan_out
+from wiremesh.remote.firewallops import confirm_guard
 from wiremesh.remote.ssh import HostError, Sessions
 from wiremesh.store.inventory_file import InventoryFile
 
@@ -142,8 +144,9 @@ async def execute_plan(
             mesh_name,
             options.live_method,
             at if name in together else None,
+            options.confirm_timeout,
         )
-        return replace(result, done=outcome.done)
+        return replace(result, done=outcome.done, guard=outcome.guard)
 
     todo = [h.node for h in mesh.hosts if h.plan is not None and not h.plan.empty]
     done = await fan_out(
@@ -261,6 +264,37 @@ async def _follow_up(
     return [merged[h.node] for h in results], rounds
 
 
+async def confirm_guards(
+    ctx: Context, mesh: MeshPlan, options: RunOptions, results: list[HostResult]
+) -> list[HostResult]:
+    """Confirm every guard change over a *new* SSH connection per host (the proof that SSH still
+    works); a host that cannot be logged in to again undoes the change by itself."""
+    pending = {h.node: h.guard for h in results if h.guard is not None and not h.failed}
+    if not pending:
+        return results
+    interface = ctx.inventory.mesh.interface
+
+    async def confirm(name: str) -> None:
+        firewall = mesh.wanted[name].firewall
+        guard = pending[name]
+        assert firewall is not None and guard is not None
+        await confirm_guard(name, ctx.targets[name], ctx.ssh, interface, firewall, guard)
+
+    done = await fan_out(
+        list(pending),
+        confirm,
+        limit=options.parallel,
+        progress=options.progress,
+        label="confirming guard changes",
+    )
+    return [
+        replace(h, error=done[h.node], guard=None)
+        if isinstance(done.get(h.node), HostError)
+        else replace(h, guard=None)
+        for h in results
+    ]
+
+
 def apply(
     file: InventoryFile,
     names: list[str],
@@ -301,10 +335,20 @@ def apply(
             ctx.pending = frozenset()
             final = mesh_plan(ctx)
             _record(file, final.key_updates, [])
+            # The keys made above are changes of the plan the user saw: report them as done, so
+            # that apply counts what plan counted.
+            made_ok = {n for n, key in made.items() if not isinstance(key, HostError)}
+            keys_made: dict[str, tuple[Change, ...]] = {
+                h.node: tuple(h.plan.of(CreateKey))
+                for h in preview.hosts
+                if h.plan is not None and h.node in made_ok
+            }
 
             # 2. Every host's plan, in parallel; then NAT follow-up rounds where needed.
             results = await execute_plan(ctx, final, sessions, options, "applying")
+            results = [replace(h, done=keys_made.get(h.node, ()) + h.done) for h in results]
             results, rounds = await _follow_up(ctx, sessions, options, results)
+            results = await confirm_guards(ctx, final, options, results)
             finished = [h.node for h in results if h.removed and not h.failed]
             _record(file, {}, finished)
             return ApplyReport(final, tuple(results), applied=True, rounds=rounds)

@@ -107,8 +107,13 @@ class Exporter:
                 method = "GET"
             else:
                 method, target = words[0], words[1]
-                status, kind, body, extra = await self._answer(method, target.split("?", 1)[0])
+                try:
+                    status, kind, body, extra = await self._answer(method, target.split("?", 1)[0])
+                except Exception:  # a bug: answer 500 and keep serving
+                    log.exception("answering %s failed", target)
+                    status, kind, body = 500, "text/plain; charset=utf-8", b"internal error\n"
             reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
+            reason[500] = "Internal Server Error"
             lines = [
                 f"HTTP/1.1 {status} {reason[status]}",
                 f"Content-Type: {kind}",

@@ -16,7 +16,7 @@ from ipaddress import IPv4Interface, IPv4Network, IPv6Interface, IPv6Network
 from pathlib import Path
 
 from wiremesh.codec.wgquick import PeerSection, WgQuickConfig, parse
-from wiremesh.errors import OperationError, ValidationError
+from wiremesh.errors import OperationError, ValidationError, quote
 from wiremesh.model.addressing import IPNetwork
 from wiremesh.model.endpoint import Endpoint
 from wiremesh.model.inventory import (
@@ -31,10 +31,13 @@ from wiremesh.model.inventory import (
 )
 from wiremesh.model.keys import PrivateKey, PublicKey
 from wiremesh.model.names import NodeName, node_name
+from wiremesh.ops.import_dropped import unsupported
+from wiremesh.ops.import_network import mesh_networks
 from wiremesh.store.inventory_file import InventoryFile
 from wiremesh.store.keydir import KeyDir
+from wiremesh.store.reading import BOM, read_text
 
-_IFACE_STEM = re.compile(r"^wg\d*$")
+_IFACE_STEM = re.compile(r"wg\d*")
 
 
 @dataclass(frozen=True)
@@ -59,16 +62,16 @@ def source_from_arg(arg: str, interface_stems: bool) -> ImportSource:
     the file is named after its interface (``alpha/wg0.conf`` is node ``alpha``)."""
     if "=" in arg and not Path(arg).exists():
         name, given = arg.split("=", 1)
-        return ImportSource(node_name(name, f"node name in {arg!r}"), Path(given))
+        return ImportSource(node_name(name, f"node name in {quote(arg)}"), Path(given))
     path = Path(arg)
     stem = path.stem
-    if interface_stems or _IFACE_STEM.match(stem):
+    if interface_stems or _IFACE_STEM.fullmatch(stem):
         stem = path.resolve().parent.name
     try:
         return ImportSource(node_name(stem.lower(), "node name"), path)
     except ValidationError:
         raise ValidationError(
-            f"cannot make a node name from {arg!r} ({stem!r} is not a valid name)",
+            f"cannot make a node name from {quote(arg)} ({quote(stem)} is not a valid name)",
             f"name it explicitly: wiremesh import NAME={arg}",
         ) from None
 
@@ -81,15 +84,18 @@ class _Host:
     public: PublicKey
     v4: IPv4Interface
     v6: IPv6Interface | None
+    dropped_addresses: tuple[IPv4Interface | IPv6Interface, ...] = ()
     endpoint_claims: dict[str, Endpoint] = field(default_factory=dict)  # by the file claiming it
     extra_claims: dict[str, tuple[IPNetwork, ...]] = field(default_factory=dict)
 
 
 def _read(source: ImportSource) -> _Host:
     try:
-        text = source.path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise OperationError(f"cannot read {source.path}: {exc.strerror}") from None
+        text = read_text(source.path, "wg-quick file").removeprefix(BOM)
+    except FileNotFoundError:
+        raise OperationError(
+            f"cannot read {source.path}: no such file", "check the path of the config to import"
+        ) from None
     config = parse(text, str(source.path))
     iface = config.interface
     if iface.private_key is None:
@@ -111,6 +117,7 @@ def _read(source: ImportSource) -> _Host:
         iface.private_key.public_key(),
         v4[0],
         v6[0] if v6 else None,
+        (*v4[1:], *v6[1:]),
     )
 
 
@@ -228,31 +235,56 @@ def _cross_check(hosts: list[_Host]) -> tuple[list[ValidationError], list[str]]:
     return problems, notes
 
 
-def _mesh_settings(hosts: list[_Host], name: str, interface: str) -> MeshSettings:
-    prefixes = {h.v4.network for h in hosts}
-    if len(prefixes) != 1:
-        raise ValidationError(
-            f"the files use different IPv4 networks: {', '.join(sorted(map(str, prefixes)))}",
-            "a mesh has one overlay network; make the Address prefixes agree",
-        )
-    cidr6 = None
-    v6 = {h.v6.network for h in hosts if h.v6 is not None}
-    if len(v6) == 1 and all(h.v6 is not None for h in hosts):
-        cidr6 = v6.pop()
+def _mesh_settings(
+    hosts: list[_Host],
+    name: str,
+    interface: str,
+    cidr: IPv4Network | None,
+    cidr6: IPv6Network | None,
+) -> tuple[MeshSettings, tuple[str, ...]]:
+    networks = mesh_networks(
+        [(str(h.source.path), h.v4) for h in hosts],
+        [(str(h.source.path), h.v6) for h in hosts if h.v6 is not None],
+        cidr,
+        cidr6,
+        len(hosts),
+    )
     ports = Counter(h.config.interface.listen_port for h in hosts if h.config.interface.listen_port)
     mtus = {h.config.interface.mtu for h in hosts}
     keepalives = Counter(
         p.persistent_keepalive for h in hosts for p in h.config.peers if p.persistent_keepalive
     )
-    return MeshSettings(
-        cidr=prefixes.pop(),
+    mesh = MeshSettings(
+        cidr=networks.cidr,
         name=name,
         interface=interface,
-        cidr6=cidr6,
+        cidr6=networks.cidr6,
         port=ports.most_common(1)[0][0] if ports else DEFAULT_PORT,
         mtu=_common_mtu(mtus),
         keepalive=keepalives.most_common(1)[0][0] if keepalives else 25,
     )
+    return mesh, networks.notes
+
+
+def _not_kept(hosts: list[_Host], mesh: MeshSettings) -> list[str]:
+    """Values the files hold that the mesh will not keep as they are (besides unmodelled keys)."""
+    notes = []
+    for host in hosts:
+        path, iface = host.source.path, host.config.interface
+        if iface.mtu is not None and iface.mtu != mesh.mtu:
+            notes.append(f"{path}: MTU {iface.mtu} will not be kept: the mesh uses {mesh.mtu}")
+        if host.dropped_addresses:
+            listed = ", ".join(map(str, host.dropped_addresses))
+            notes.append(f"{path}: Address {listed} will not be kept (one per family)")
+        values = {p.persistent_keepalive for p in host.config.peers if p.persistent_keepalive}
+        wanted = mesh.keepalive if not host.endpoint_claims else None
+        if values and values != {wanted}:
+            notes.append(
+                f"{path}: PersistentKeepalive {', '.join(map(str, sorted(values)))} will not be "
+                "kept as it is: wiremesh sends keepalives (every "
+                f"{mesh.keepalive} s) only from nodes without an endpoint"
+            )
+    return notes
 
 
 def _common_mtu(mtus: set[int | None]) -> int:
@@ -280,9 +312,19 @@ def _node(host: _Host, mesh: MeshSettings) -> Node:
 
 
 def import_configs(
-    file: InventoryFile, args: list[str], mesh_name: str | None = None
+    file: InventoryFile,
+    args: list[str],
+    mesh_name: str | None = None,
+    drop_unsupported: bool = False,
+    cidr: IPv4Network | None = None,
+    cidr6: IPv6Network | None = None,
 ) -> ImportReport:
-    """Import wg-quick files into ``file`` (created when missing)."""
+    """Import wg-quick files into ``file`` (created when missing).
+
+    Every key a file holds that the mesh will not keep is reported (``notes``); files with hooks or
+    preshared keys are refused unless ``drop_unsupported``. Without ``cidr`` the mesh network comes
+    from the files' prefixes, or is inferred (:mod:`wiremesh.ops.import_network`).
+    """
     paths = [
         Path(a.split("=", 1)[1]) if "=" in a and not Path(a).exists() else Path(a) for a in args
     ]
@@ -292,19 +334,22 @@ def import_configs(
     dupes = [n for n, c in Counter(s.name for s in sources).items() if c > 1]
     if dupes:
         raise ValidationError(
-            f"two files would become node {dupes[0]!r}", "name them: wiremesh import NAME=FILE ..."
+            f"two files would become node {quote(dupes[0])}",
+            "name them: wiremesh import NAME=FILE ...",
         )
     hosts = [_read(s) for s in sources]
     problems, notes = _cross_check(hosts)
     if problems:
         raise InvalidInventory(problems, "import")
+    notes = unsupported([(str(h.source.path), h.config) for h in hosts], drop_unsupported) + notes
     interface = (
-        stems[0] if len(set(stems)) == 1 and _IFACE_STEM.match(stems[0]) else DEFAULT_INTERFACE
+        stems[0] if len(set(stems)) == 1 and _IFACE_STEM.fullmatch(stems[0]) else DEFAULT_INTERFACE
     )
-    mesh = _mesh_settings(hosts, mesh_name or "mesh", interface)
     keys = KeyDir.beside(file.path)
     created = not file.exists()
     if created:
+        mesh, inferred = _mesh_settings(hosts, mesh_name or "mesh", interface, cidr, cidr6)
+        notes += [*inferred, *_not_kept(hosts, mesh)]
         inventory = Inventory(mesh, tuple(_node(h, mesh) for h in hosts))
         validate(inventory, "import")
         for host in hosts:
@@ -313,10 +358,20 @@ def import_configs(
         return ImportReport(True, inventory.nodes, tuple(notes))
     with file.edit() as edit:
         current = edit.inventory
+        for asked, have, option in (
+            (cidr, current.mesh.cidr, "--cidr"),
+            (cidr6, current.mesh.cidr6, "--cidr6"),
+        ):
+            if asked is not None and asked != have:
+                raise ValidationError(
+                    f"{option} {asked}: the inventory {file.path} already has the mesh network {have}",
+                    f"leave {option} out to import into it",
+                )
+        notes += _not_kept(hosts, current.mesh)
         for host in hosts:
             if current.find(host.source.name) is not None:
                 raise ValidationError(
-                    f"node {host.source.name!r} is already in {file.path}",
+                    f"node {quote(host.source.name)} is already in {file.path}",
                     f"name the file differently: wiremesh import OTHER={host.source.path}",
                 )
         new_nodes = tuple(_node(h, current.mesh) for h in hosts)

@@ -9,13 +9,14 @@ from ipaddress import ip_address
 from pathlib import Path
 
 from wiremesh.codec.wgquick import KeyFile, render
-from wiremesh.errors import ValidationError
+from wiremesh.errors import ValidationError, quote
 from wiremesh.model.addressing import IPAddress
 from wiremesh.model.endpoint import Endpoint, SshTarget
 from wiremesh.model.facts import underlay_targets
 from wiremesh.model.host import ManagedFile, ObservedHost, WantedHost, extra_routes
 from wiremesh.model.inventory import Inventory, Node, RemovedNode
 from wiremesh.model.keys import PublicKey
+from wiremesh.model.policy.compile import compile_inventory
 from wiremesh.model.topology import (
     NO_FACTS,
     Facts,
@@ -25,7 +26,8 @@ from wiremesh.model.topology import (
     wanted_device,
     wanted_mesh,
 )
-from wiremesh.remote import hostops, scripts
+from wiremesh.ops.ssh_trust import check_inventory_ssh_config
+from wiremesh.remote import hostops, nft, scripts
 from wiremesh.remote.fanout import NoProgress, Progress, fan_out
 from wiremesh.remote.limits import DEFAULT_PARALLEL
 from wiremesh.remote.lock import lock_all
@@ -48,22 +50,31 @@ class RunOptions:
     command_timeout: float = 120.0
     progress: Progress = field(default_factory=NoProgress)
     extra_files: FilesFor | None = None  # managed files besides the WireGuard config (k3s...)
+    trust_ssh_config: bool = False  # the inventory's ssh_config may run local commands
     # How a running interface changes: always "wg-set"; "syncconf" and "restart" exist only as the
     # references that bench/live.py measures against (see wiremesh.remote.live).
     live_method: str = "wg-set"
     lock_timeout: float = 60.0  # how long apply waits for another run's host locks
+    confirm_timeout: int = 60  # a guard change is undone by the host unless confirmed within this
 
 
 def ssh_options(file: InventoryFile, inventory: Inventory, options: RunOptions) -> SshOptions:
-    """SSH options: ``--ssh-config`` wins over the inventory's ``ssh_config`` (relative to its file)."""
+    """SSH options: ``--ssh-config`` wins over the inventory's ``ssh_config`` (relative to its file).
+
+    The inventory's own ssh_config is checked first: one that runs local commands is refused unless
+    ``trust_ssh_config`` (:mod:`wiremesh.ops.ssh_trust`).
+    """
     config = options.ssh_config
+    from_inventory = config is None and bool(inventory.mesh.ssh_config)
     if config is None and inventory.mesh.ssh_config:
         config = file.directory / Path(inventory.mesh.ssh_config).expanduser()
     if config is not None and not config.is_file():
         raise ValidationError(
-            f"SSH config {config} does not exist",
+            f"SSH config {config} does not exist (or is not a regular file)",
             "fix 'ssh_config' in [mesh] or the --ssh-config option",
         )
+    if config is not None and from_inventory:
+        check_inventory_ssh_config(config, options.trust_ssh_config, file.directory)
     return SshOptions(
         config=config,
         accept_new_host_keys=options.accept_new_host_keys,
@@ -100,7 +111,7 @@ def ssh_target(node: Node | RemovedNode) -> SshTarget:
     if node.endpoint is not None:
         return SshTarget(node.endpoint.host, "root", None)
     raise ValidationError(
-        f"node {node.name!r} has neither 'ssh' nor 'endpoint': wiremesh cannot reach it",
+        f"node {quote(node.name)} has neither 'ssh' nor 'endpoint': wiremesh cannot reach it",
         f"set one: wiremesh node set {node.name} --ssh root@HOST",
     )
 
@@ -165,6 +176,7 @@ def wanted_hosts(
     config_devices = wanted_mesh(keyed, facts)
     block = hosts_block(inventory)
     relays = active_relays(inventory, facts)
+    firewalls = compile_inventory(inventory)
     networks = tuple(n for n in (inventory.mesh.cidr, inventory.mesh.cidr6) if n is not None)
     memo: dict[int, str] = {}
     out: dict[str, WantedHost] = {}
@@ -174,6 +186,10 @@ def wanted_hosts(
         shared = config_device is not None  # memo keys are peer ids: only for long-lived peers
         if config_device is None:
             config_device = wanted_device(keyed.with_node(node), node, facts)
+        firewall = firewalls.get(node.name)
+        if firewall is not None:
+            hook = replace(config_device.interface, firewall_file=nft.boot_file(firewall.interface))
+            config_device = replace(config_device, interface=hook)
         text = render(
             config_device,
             KeyFile(key_path),
@@ -189,6 +205,7 @@ def wanted_hosts(
             forwarding=forwarding_needed(inventory, node, facts, relays),
             mesh_networks=networks,
             mesh=inventory.mesh.name,
+            firewall=firewall,
         )
     return out
 

@@ -28,7 +28,7 @@ from wiremesh.errors import WiremeshError
 from wiremesh.model.health import MeshHealth
 from wiremesh.model.host import ObservedHost
 from wiremesh.model.inventory import Inventory
-from wiremesh.ops.mesh import RunOptions, ssh_options, ssh_target
+from wiremesh.ops.mesh import RunOptions, select, ssh_options, ssh_target
 from wiremesh.ops.status import mesh_status
 from wiremesh.remote import hostops
 from wiremesh.remote.ssh import HostCommandError, HostError, Session, SshOptions, connect
@@ -130,6 +130,7 @@ class Monitor:
         stale_after: float = 60.0,
         reader: ReaderFactory | None = None,
         clock: Callable[[], float] = time.monotonic,
+        shown: list[str] | None = None,
     ) -> None:
         self.file = file
         self.options = options
@@ -138,6 +139,10 @@ class Monitor:
         self.stale_after = stale_after
         self.clock = clock
         self.inventory = file.load()
+        self.shown = shown  # only these nodes in snapshots (every host is read)
+        if shown:
+            select(self.inventory, shown)  # unknown names: the did-you-mean error, exit code 2
+        self._ssh: SshOptions | None = None  # for the current inventory
         self._mtime = self._stat()
         self.reload_error: str | None = None
         self._make = reader or self._ssh_reader
@@ -148,14 +153,15 @@ class Monitor:
     # --- inventory ----------------------------------------------------------------------------
 
     def _ssh_reader(self, node: str, inventory: Inventory) -> Reader:
-        ssh = ssh_options(self.file, inventory, self.options)
-        # A read never waits longer than host_timeout, connecting included.
-        ssh = replace(
-            ssh,
-            connect_timeout=min(ssh.connect_timeout, self.host_timeout),
-            command_timeout=min(ssh.command_timeout, self.host_timeout),
-        )
-        return SshReader(node, inventory, ssh)
+        if self._ssh is None:  # once per inventory (the ssh_config is checked each time)
+            ssh = ssh_options(self.file, inventory, self.options)
+            # A read never waits longer than host_timeout, connecting included.
+            self._ssh = replace(
+                ssh,
+                connect_timeout=min(ssh.connect_timeout, self.host_timeout),
+                command_timeout=min(ssh.command_timeout, self.host_timeout),
+            )
+        return SshReader(node, inventory, self._ssh)
 
     def _stat(self) -> int | None:
         try:
@@ -186,6 +192,7 @@ class Monitor:
         self._mtime = mtime
         try:
             inventory = self.file.load()
+            ssh_options(self.file, inventory, self.options)  # its ssh_config must still pass
         except WiremeshError as exc:
             self.reload_error = exc.message
             log.warning("inventory not reloaded: %s", exc.message)
@@ -201,6 +208,7 @@ class Monitor:
         for name in changed & set(self.hosts):
             self._drop(name)  # reconnect with the new settings
         self.inventory = inventory
+        self._ssh = None
         self._sync_hosts()
 
     # --- reading ------------------------------------------------------------------------------
@@ -271,7 +279,8 @@ class Monitor:
                     reason += f" (last read {age:.0f} s ago)"
                 observed[name] = HostError(name, reason)
             reads[name] = HostRead(state.duration_s, round(age or 0.0, 3), error)
-        health = mesh_status(self.inventory, observed)
+        shown = [n for n in self.shown if self.inventory.find(n)] if self.shown else None
+        health = mesh_status(self.inventory, observed, None, shown)
         return Snapshot(
             health,
             reads,

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, fields, replace
 from ipaddress import IPv4Address, IPv4Network, IPv6Address
 from typing import Any
 
-from wiremesh.errors import ValidationError
+from wiremesh.errors import ValidationError, quote
 from wiremesh.model.addressing import IPNetwork, allocate
 from wiremesh.model.endpoint import Endpoint, SshTarget
 from wiremesh.model.inventory import Inventory, MeshSettings, Node, unknown_node
@@ -64,15 +64,25 @@ CLEARABLE = (
 MESH_SETTABLE = ("mtu", "keepalive", "ssh_config", "relay")
 
 
-def set_mesh(file: InventoryFile, changes: dict[str, Any], clear: frozenset[str]) -> MeshSettings:
-    """Change mesh settings (``mesh set``); cleared keys go back to their defaults."""
+def set_mesh(
+    file: InventoryFile, changes: dict[str, Any], clear: frozenset[str]
+) -> tuple[MeshSettings, MeshSettings]:
+    """Change mesh settings (``mesh set``); cleared keys go back to their defaults. Returns
+    (before, after); asking for no change at all is a usage error."""
+    if not changes and not clear:
+        raise ValidationError(
+            "mesh set: nothing to change",
+            f"give a setting (--mtu, --keepalive, --relay, --ssh-config-file) or --clear KEY "
+            f"(one of {', '.join(MESH_SETTABLE)})",
+        )
     defaults = MeshSettings(cidr=IPv4Network("10.0.0.0/24"))
     with file.edit() as edit:
+        before = edit.inventory.mesh
         values = {key: getattr(defaults, key) for key in clear}
         values.update(changes)
-        mesh = replace(edit.inventory.mesh, **values)
+        mesh = replace(before, **values)
         edit.inventory = replace(edit.inventory, mesh=mesh)
-        return mesh
+        return before, mesh
 
 
 def add_node(file: InventoryFile, name: NodeName, settings: NodeFields) -> Node:
@@ -81,7 +91,7 @@ def add_node(file: InventoryFile, name: NodeName, settings: NodeFields) -> Node:
         inventory = edit.inventory
         if inventory.find(name) is not None:
             raise ValidationError(
-                f"a node named {name!r} already exists",
+                f"a node named {quote(name)} already exists",
                 f"pick another name, or change it with 'wiremesh node set {name} ...'",
             )
         values = settings.given()
@@ -104,7 +114,7 @@ def set_node(file: InventoryFile, name: str, settings: NodeFields) -> tuple[Node
     for key in settings.clear:
         if key not in CLEARABLE:
             raise ValidationError(
-                f"cannot clear {key!r}", f"keys that can be cleared: {', '.join(CLEARABLE)}"
+                f"cannot clear {quote(key)}", f"keys that can be cleared: {', '.join(CLEARABLE)}"
             )
     with file.edit() as edit:
         before = edit.inventory.node(name)
@@ -155,5 +165,7 @@ def node_record(inventory: Inventory, node: Node) -> dict[str, Any]:
         "site": node.site,
         "private_endpoint": str(node.private_endpoint) if node.private_endpoint else None,
         "allowed_ips": [str(n) for n in node.allowed_ips],
+        "relay": node.relay,
+        "k3s_role": node.k3s_role,
         "public_key": str(node.public_key) if node.public_key else None,
     }

@@ -11,14 +11,20 @@ import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
+from wiremesh.codec.nftables import boot_diff
+from wiremesh.errors import ValidationError
 from wiremesh.model.addressing import IPAddress
 from wiremesh.model.changes import Change, HostPlan, TearDown
 from wiremesh.model.endpoint import SshTarget
 from wiremesh.model.facts import derive_facts
+from wiremesh.model.firewall import confirm_needed, firewall_changes
 from wiremesh.model.host import ManagedFile, ObservedHost, WantedHost
 from wiremesh.model.inventory import Inventory
 from wiremesh.model.keys import PublicKey
 from wiremesh.model.plan import plan_host
+from wiremesh.model.policy.compile import ssh_guard_conflict
+from wiremesh.model.policy.evaluate import failing
+from wiremesh.model.policy.resolve import ResolvedPolicy, resolve
 from wiremesh.model.topology import NO_FACTS, Facts
 from wiremesh.ops.mesh import (
     RunOptions,
@@ -33,7 +39,8 @@ from wiremesh.ops.mesh import (
     with_keys,
 )
 from wiremesh.ops.textfile import textfile_files
-from wiremesh.remote import scripts
+from wiremesh.remote import nft, scripts
+from wiremesh.remote.firewallops import PendingGuard
 from wiremesh.remote.ssh import HostError, Sessions, SshOptions
 from wiremesh.store.inventory_file import InventoryFile
 
@@ -47,6 +54,7 @@ class HostResult:
     error: HostError | None = None
     done: tuple[Change, ...] = ()
     removed: bool = False  # a [[removed]] node being torn down
+    guard: PendingGuard | None = None  # a guard change the host keeps only if apply confirms it
 
     @property
     def failed(self) -> bool:
@@ -94,10 +102,28 @@ class Context:
     facts: Facts = NO_FACTS
     files: Mapping[str, tuple[ManagedFile, ...]] = field(default_factory=dict)
     keyless: frozenset[str] = frozenset()  # reachable hosts without a key file
+    policy: ResolvedPolicy | None = None  # the access policy, resolved against the inventory
 
     def reachable(self) -> dict[str, ObservedHost]:
         """The hosts observed without error."""
         return {n: s for n, s in self.observed.items() if isinstance(s, ObservedHost)}
+
+
+def check_policy_tests(inventory: Inventory) -> ResolvedPolicy | None:
+    """The resolved policy; raise :class:`ValidationError` (before any host is contacted) when one
+    of its tests fails, naming each test and the rule that decided."""
+    resolved = resolve(inventory)
+    if resolved is None:
+        return None
+    failures = failing(resolved)
+    if failures:
+        raise ValidationError(
+            f"{len(failures)} policy test(s) fail; nothing was changed:\n  "
+            + "\n  ".join(f.describe() for f in failures),
+            "fix the rule that decided, or the test's expectation ([policy] tests); "
+            "'wiremesh policy check' shows every test",
+        )
+    return resolved
 
 
 def _names_by_key(inventory: Inventory, keys: dict[str, PublicKey | None]) -> dict[PublicKey, str]:
@@ -111,6 +137,32 @@ def _names_by_key(inventory: Inventory, keys: dict[str, PublicKey | None]) -> di
     return names
 
 
+def _with_firewall(
+    ctx: Context, plan: HostPlan, wanted: WantedHost, seen: ObservedHost
+) -> HostPlan:
+    """The host plan with its firewall changes and notes (:mod:`wiremesh.model.firewall`), and a
+    guard that would cut SSH off as a conflict (refused unless ``--force``)."""
+    state = seen.firewall
+    boot = nft.boot_file(ctx.inventory.mesh.interface)
+    boot_changes = boot_diff(wanted.firewall, state.boot_sha256, boot) if state else []
+    changes, notes = firewall_changes(wanted.firewall, state, boot_changes)
+    found = list(plan.conflicts)
+    resolved = ctx.policy
+    node = ctx.inventory.find(plan.node)
+    if resolved is not None and node is not None and confirm_needed(changes):
+        why = ssh_guard_conflict(resolved, node)
+        if why is not None:
+            found.append(why)
+    if not (changes or notes or found != list(plan.conflicts)):
+        return plan
+    return replace(
+        plan,
+        changes=plan.changes + tuple(changes),
+        notes=plan.notes + tuple(notes),
+        conflicts=tuple(found),
+    )
+
+
 def host_plans(ctx: Context, wanted: dict[str, WantedHost]) -> list[HostResult]:
     interface = ctx.inventory.mesh.interface
     conf, _ = scripts.paths(interface)
@@ -122,6 +174,9 @@ def host_plans(ctx: Context, wanted: dict[str, WantedHost]) -> list[HostResult]:
             out.append(HostResult(name, error=seen))
             continue
         missing = seen.missing_tools()
+        firewall = wanted[name].firewall
+        if firewall is not None and seen.firewall is not None and not seen.firewall.nft:
+            missing.append("nft")  # the policy needs nftables there
         if missing:
             error = HostError(name, f"missing {', '.join(missing)}", seen.os.install_hint(missing))
             out.append(HostResult(name, error=error))
@@ -131,7 +186,7 @@ def host_plans(ctx: Context, wanted: dict[str, WantedHost]) -> list[HostResult]:
             replace(seen, public_key=key) if key is not None and name not in ctx.pending else seen
         )
         planned = plan_host(name, wanted[name], view, conf, names, ctx.resolved)
-        out.append(HostResult(name, planned))
+        out.append(HostResult(name, _with_firewall(ctx, planned, wanted[name], seen)))
     for name in ctx.removed:
         seen = ctx.observed[name]
         if isinstance(seen, HostError):
@@ -161,6 +216,7 @@ async def observe_mesh(
     """Connect to the selected hosts and read them (with ``lock``, the command's name: take every
     host's lock first and hold it while ``sessions`` is open, as ``apply`` does)."""
     inventory = file.load()
+    policy = check_policy_tests(inventory)
     selected = select(inventory, names)
     nodes: list[str] = [n for n in selected if inventory.find(n) is not None]
     removed: list[str] = [r.name for r in inventory.removed if r.name in selected]
@@ -196,6 +252,7 @@ async def observe_mesh(
         pending,
         resolve_endpoints(inventory),
         keyless=keyless,
+        policy=policy,
     )
     ctx.facts = derive_facts(inventory, keys, ctx.reachable())
     ctx.files = files

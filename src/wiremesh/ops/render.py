@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from wiremesh.codec.wgquick import HiddenKey, KeySource, LiteralKey, render
-from wiremesh.errors import OperationError, ValidationError
+from wiremesh.errors import OperationError, ValidationError, quote
 from wiremesh.model.inventory import Inventory
 from wiremesh.model.keys import PrivateKey
 from wiremesh.model.topology import wanted_device, wanted_mesh
@@ -42,7 +42,7 @@ def _offline_keys(
             if node.public_key is not None:
                 problems.append(
                     ValidationError(
-                        f"node {node.name!r}: its public key is in the inventory but its private key "
+                        f"node {quote(node.name)}: its public key is in the inventory but its private key "
                         f"is not in {keys.path}/ (it was made on the host by 'apply')",
                         "offline render needs every key locally: remove 'public_key' from the node "
                         "to make a new key pair (the host then needs the new config), or use 'apply'",
@@ -54,7 +54,7 @@ def _offline_keys(
         elif node.public_key is not None and key.public_key() != node.public_key:
             problems.append(
                 ValidationError(
-                    f"node {node.name!r}: the key in {keys.path}/{node.name}.key does not match the "
+                    f"node {quote(node.name)}: the key in {keys.path}/{node.name}.key does not match the "
                     "inventory's public_key",
                     "restore the right key file, or remove one of them to start over with a new key",
                 )
@@ -126,8 +126,25 @@ def _write_configs(
     return written
 
 
-def show(file: InventoryFile, name: str, reveal: bool) -> str:
-    """One node's config as text: the private key hidden unless ``reveal``."""
+@dataclass(frozen=True)
+class Shown:
+    """What ``show`` prints, and the peers whose public key is not known yet (then the text is
+    marked, and wg refuses it: see :data:`~wiremesh.codec.wgquick.UNKNOWN_PEER_KEY`)."""
+
+    text: str
+    unknown: tuple[str, ...]
+
+
+def _where(path: Path, fallback: str) -> str:
+    """``path`` for the ``<hidden: ...>`` placeholder if it fits on a config line, else ``fallback``
+    (a directory name may hold '#' or characters outside ASCII)."""
+    text = str(path)
+    return text if text.isascii() and text.isprintable() and "#" not in text else fallback
+
+
+def show(file: InventoryFile, name: str, reveal: bool) -> Shown:
+    """One node's config as text: the private key hidden unless ``reveal``. A peer whose public
+    key does not exist yet gets a placeholder instead of stopping the whole output."""
     inventory = file.load()
     node = inventory.node(name)
     keys = KeyDir.beside(file.path)
@@ -136,14 +153,20 @@ def show(file: InventoryFile, name: str, reveal: bool) -> str:
         key = keys.get(node.name)
         if key is None:
             raise ValidationError(
-                f"node {name!r} has no private key in {keys.path}/",
+                f"node {quote(name)} has no private key in {keys.path}/",
                 "keys made by 'apply' stay on the host; 'wiremesh render' makes offline keys",
             )
         source = LiteralKey(key)
     elif keys.get(node.name) is not None:
-        source = HiddenKey(f"in {keys.path}/{node.name}.key; --reveal shows it")
+        where = _where(keys.path / f"{node.name}.key", "in the key directory beside the inventory")
+        source = HiddenKey(f"{where}; --reveal shows it")
     else:
         source = HiddenKey(f"on the host, /etc/wireguard/{inventory.mesh.interface}.key")
-    return render(
-        wanted_device(inventory, node), source, f"node {node.name} of mesh {inventory.mesh.name}"
+    device = wanted_device(inventory, node)
+    text = render(
+        device,
+        source,
+        f"node {node.name} of mesh {inventory.mesh.name}",
+        unknown_keys=True,
     )
+    return Shown(text, tuple(p.name for p in device.peers if p.public_key is None))

@@ -17,7 +17,15 @@ from wiremesh.model.health import (
 )
 from wiremesh.model.host import ObservedHost
 from wiremesh.model.inventory import Inventory
-from wiremesh.ops.mesh import RunOptions, effective_keys, open_and_observe, ssh_options, ssh_target
+from wiremesh.model.topology import relay_of
+from wiremesh.ops.mesh import (
+    RunOptions,
+    effective_keys,
+    open_and_observe,
+    select,
+    ssh_options,
+    ssh_target,
+)
 from wiremesh.remote import scripts
 from wiremesh.remote.fanout import fan_out
 from wiremesh.remote.ssh import HostError, Sessions, connect
@@ -28,9 +36,11 @@ def mesh_status(
     inventory: Inventory,
     observed: Mapping[str, ObservedHost | HostError],
     pings: list[PingResult] | None = None,
+    shown: list[str] | None = None,
 ) -> MeshHealth:
     """The mesh's health from what was read of each node's host (pure; an error means unreachable).
-    Shared by ``status``, ``metrics``, ``status --watch`` and the exporter."""
+    With ``shown``, only those nodes (of a larger mesh). Shared by ``status``, ``metrics``,
+    ``status --watch`` and the exporter."""
     keys = effective_keys(inventory, observed)
     members: dict[str, Member] = {
         n.name: Member(n.name, keys.get(n.name), n.address) for n in inventory
@@ -38,6 +48,8 @@ def mesh_status(
     everyone = {n: (s if isinstance(s, ObservedHost) else None) for n, s in observed.items()}
     nodes: list[NodeStatus] = []
     for node in inventory:
+        if shown is not None and node.name not in shown:
+            continue
         seen = observed.get(node.name)
         if not isinstance(seen, ObservedHost):
             reason = seen.reason if seen is not None else "not read yet"
@@ -52,14 +64,25 @@ def mesh_status(
                 seen.config.endpoints if seen.config is not None else None,
             )
         )
-    return mesh_health(nodes, pings)
+    return mesh_health(nodes, pings, len(inventory.nodes) - 1)
 
 
-def status(file: InventoryFile, options: RunOptions, ping: bool = False) -> MeshHealth:
-    """Read every node's host (and with ``ping``, make every host ping every other one first)."""
+def status(
+    file: InventoryFile, options: RunOptions, ping: bool = False, names: list[str] | None = None
+) -> MeshHealth:
+    """Read every node's host (and with ``ping``, make every host ping every other one first).
+
+    With ``names``, only those nodes are shown (and ping); the relays are read too, since a
+    relayed link's state depends on its relay.
+    """
     inventory = file.load()
     ssh = ssh_options(file, inventory, options)
-    targets: dict[str, SshTarget] = {n.name: ssh_target(n) for n in inventory}
+    shown = [n for n in select(inventory, names or []) if inventory.find(n) is not None]
+    wanted = set(shown)
+    if names:  # a relayed link is judged on the relay too: read every relay
+        wanted |= {r for r in (relay_of(inventory, n) for n in inventory) if r is not None}
+    targets: dict[str, SshTarget] = {n.name: ssh_target(n) for n in inventory if n.name in wanted}
+    pinging = {n: t for n, t in targets.items() if n in shown}
 
     async def run() -> MeshHealth:
         async with Sessions() as sessions:
@@ -90,7 +113,7 @@ def status(file: InventoryFile, options: RunOptions, ping: bool = False) -> Mesh
                     return parse_ping(name, addresses, result.stdout)
 
                 warmed = await fan_out(
-                    targets,
+                    pinging,
                     warm_up,
                     limit=options.parallel,
                     progress=options.progress,
@@ -117,6 +140,6 @@ def status(file: InventoryFile, options: RunOptions, ping: bool = False) -> Mesh
             observed = await open_and_observe(
                 sessions, targets, inventory, ssh, options, full=False
             )
-        return mesh_status(inventory, observed, results)
+        return mesh_status(inventory, observed, results, shown)
 
     return asyncio.run(run())

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from wiremesh.codec.observe import parse_observation
 from wiremesh.errors import ValidationError
+from wiremesh.model.firewall import confirm_needed
 from wiremesh.model.host import ManagedFile, ObservedHost, WantedHost
 from wiremesh.model.keys import PrivateKey, PublicKey
 from wiremesh.model.live import live_steps
@@ -33,7 +34,15 @@ from wiremesh.model.plan import (
     WriteConfig,
     WriteFile,
 )
-from wiremesh.remote import scripts
+from wiremesh.remote import nft, scripts
+from wiremesh.remote.firewallops import (
+    CONFIRM_S,
+    PendingGuard,
+    after_peers,
+    before_peers,
+    begin_guard,
+    firewall_changes_of,
+)
 from wiremesh.remote.live import EXIT_UNDO_FAILED, live_script
 from wiremesh.remote.ssh import HostCommandError, HostError, Session
 
@@ -73,11 +82,12 @@ async def ensure_key(session: Session, interface: str) -> PublicKey:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What apply did on one host."""
+    """What apply did on one host; ``guard``: a guard change waiting for its confirmation."""
 
     node: str
     done: tuple[Change, ...]
     rolled_back: bool = False
+    guard: PendingGuard | None = None
 
 
 LIVE: tuple[type[Change], ...] = (AddPeer, RemovePeer, UpdatePeer, SetListenPort, SetPrivateKey)
@@ -98,6 +108,7 @@ async def execute(
     mesh: str,
     method: str = "wg-set",
     at: float | None = None,
+    confirm_s: int = CONFIRM_S,
 ) -> Outcome:
     """Carry out ``plan`` on the host: the config file and the interface in one step (see
     :mod:`wiremesh.remote.live`), then /etc/hosts, forwarding, managed files and the service.
@@ -114,6 +125,9 @@ async def execute(
     for change in plan.of(CreateKey):
         await ensure_key(session, interface)
         done.append(change)
+    firewall = firewall_changes_of(plan.changes)
+    if firewall:
+        await before_peers(session, interface, wanted.firewall, observed.firewall, firewall)
     write = bool(plan.of(WriteConfig))
     bring_up = bool(plan.of(BringUp))
     live = [c for c in plan.changes if isinstance(c, LIVE)]
@@ -139,6 +153,8 @@ async def execute(
                 "check the config wiremesh rendered ('wiremesh show NODE') and the host's wg tools",
             ) from None
         done += [c for c in plan.changes if isinstance(c, WriteConfig | BringUp) or c in live]
+    if firewall:
+        await after_peers(session, interface, wanted.firewall, firewall)
     for change in plan.of(SetHostsBlock):
         await session.run(
             scripts.write_hosts_block(mesh),
@@ -177,8 +193,13 @@ async def execute(
     for change in plan.of(EnableService):
         await session.run(scripts.enable_service(interface), step="enabling wg-quick@" + interface)
         done.append(change)
+    guard = None
+    if firewall and wanted.firewall is not None and confirm_needed(firewall):
+        # Last: it may cut this very session off (then the host undoes it by itself).
+        guard = await begin_guard(session, interface, wanted.firewall, confirm_s)
+    done += firewall
     log.info("%s: %d change(s) applied", plan.node, len(done))
-    return Outcome(plan.node, tuple(done))
+    return Outcome(plan.node, tuple(done), guard=guard)
 
 
 async def tear_down(
@@ -192,4 +213,5 @@ async def tear_down(
     for file in files:
         await session.run(scripts.remove_managed_file(file.path), step=f"removing {file.path}")
     await session.run(scripts.tear_down(interface, mesh), step="taking the interface down")
+    await session.run(nft.remove(interface), step="removing the firewall table")
     return Outcome(session.node, (TearDown(interface),))

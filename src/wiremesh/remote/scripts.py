@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import shlex
 
+from wiremesh.codec import sysctl
 from wiremesh.codec.wgquick import MANAGED_MARKER
+from wiremesh.remote import nft
 
 WG_DIR = "/etc/wireguard"
 SECTION = "@@wiremesh "
@@ -47,7 +49,9 @@ def observe(
     ``targets`` are underlay addresses of the peers: the route toward each is read for
     ``mtu = "auto"``. For each of ``files``: whether it exists, is ours (marker on its first line),
     its mode and sha256 (never its content: such files may hold secrets). ``full=False`` (status)
-    leaves out what only planning needs: other routes, /etc/hosts, forwarding, underlay, files.
+    leaves out what only planning needs: other routes, /etc/hosts, forwarding, underlay, files, and
+    our nftables table, its boot file and the state of commit-confirmed changes
+    (:func:`wiremesh.remote.nft.read`, in its own ``nft`` section).
 
     Few processes on purpose: on 30 hosts sharing two CPUs, each extra fork per peer showed up as
     seconds of plan time. Links, addresses and routes of all interfaces come from one ``ip`` call each
@@ -119,7 +123,8 @@ for p in {quoted_files}; do
     echo "$p $m $(stat -c %a "$p") $(sha256sum < "$p" | cut -d' ' -f1)"
   else echo "$p missing"; fi
 done
-s end
+s nft
+{nft.read(interface)}echo "{SECTION}end"
 """
     )
 
@@ -201,20 +206,23 @@ new=/etc/.hosts.wiremesh-new.$$
 
 
 def enable_forwarding(ipv4: bool, ipv6: bool) -> str:
-    """Turn on forwarding now (sysctl) and after reboots (a marked file in /etc/sysctl.d)."""
-    keys = [
-        k for k, on in (("net.ipv4.ip_forward", ipv4), ("net.ipv6.conf.all.forwarding", ipv6)) if on
-    ]
-    settings = "\n".join(f"{k} = 1" for k in keys)
-    now = " ".join(f"-w {k}=1" for k in keys)
+    """Turn on forwarding now (sysctl) and after reboots (a marked file in /etc/sysctl.d).
+
+    The file's content comes from :mod:`wiremesh.codec.sysctl` (guarded lines); here it is only
+    quoted into the script.
+    """
+    settings = sysctl.forwarding(ipv4, ipv6)
+    keys = [k for k, _ in settings]
+    lines = " ".join(shlex.quote(line) for line in sysctl.render_lines(settings))
+    now = " ".join(f"-w {shlex.quote(f'{k}={v}')}" for k, v in settings)
     return f"""
 set -eu
 umask 022
 sysctl -q {now}
 mkdir -p /etc/sysctl.d
-{{ echo '# wiremesh: managed file (forwarding for relays and routed subnets)'
+{{ echo {shlex.quote(sysctl.HEADER)}
   grep -v '^#' {SYSCTL_FILE} 2>/dev/null | grep -v -e '^$' {" ".join(f"-e '^{k} '" for k in keys)} || true
-  printf '{settings}\n'; }} > {SYSCTL_FILE}.wiremesh-new.$$
+  printf '%s\\n' {lines}; }} > {SYSCTL_FILE}.wiremesh-new.$$
 mv {SYSCTL_FILE}.wiremesh-new.$$ {SYSCTL_FILE}
 """
 

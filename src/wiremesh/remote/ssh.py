@@ -45,12 +45,40 @@ class HostError(OperationError):
         self.reason = message
 
 
+LINE_LIMIT = 200
+"""At most this many characters of one line of a host's error output go into a message."""
+
+
+def error_summary(stderr: str) -> str:
+    """The lines of a failed command's error output that say what went wrong, bounded.
+
+    The last line alone is often the cleanup, not the failure: wg-quick echoes each command it runs
+    as ``[#] ...`` and, after a failing one, runs ``ip link delete`` (its last line). So: the last
+    line that is not such an echo (the error), the echo just before it (the command that failed),
+    and the last line, each cut to :data:`LINE_LIMIT` characters. Output without echoes gives its
+    first line (the first error; later ones often follow from it) and its last.
+    """
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    if not lines:
+        return "no error output"
+    echoed = [i for i, line in enumerate(lines) if line.startswith("[#]")]
+    errors = [i for i, line in enumerate(lines) if not line.startswith("[#]")]
+    if echoed and errors:
+        error = errors[-1]
+        picked = [error - 1, error] if error > 0 and lines[error - 1].startswith("[#]") else [error]
+    else:
+        picked = [0]
+    picked.append(len(lines) - 1)
+    chosen = [lines[i] for i in sorted(set(picked))]
+    cut = [line if len(line) <= LINE_LIMIT else line[:LINE_LIMIT] + "…" for line in chosen]
+    return " | ".join(cut)
+
+
 class HostCommandError(HostError):
     """A command on a host exited non-zero (innernet's ``cmd()``, sshuttle's ``ipt()``)."""
 
     def __init__(self, node: str, step: str, command: str, status: int | None, stderr: str) -> None:
-        detail = stderr.strip().splitlines()[-1] if stderr.strip() else "no error output"
-        super().__init__(node, f"{step} failed (exit {status}): {detail}")
+        super().__init__(node, f"{step} failed (exit {status}): {error_summary(stderr)}")
         self.step = step
         self.command = command
         self.status = status
@@ -109,8 +137,8 @@ def resolve(target: SshTarget, options: SshOptions) -> ResolvedTarget:
     return ResolvedTarget(host, port, user, known)
 
 
-def _known_state(resolved: ResolvedTarget, alias: str) -> str:
-    """'unknown' when no known_hosts file lists the host, else 'changed'."""
+def _known_state(resolved: ResolvedTarget, alias: str) -> str | None:
+    """The known_hosts file that lists the host (its key has then changed), or None (unknown)."""
     for name in resolved.known_hosts:
         if not Path(name).is_file():
             continue
@@ -121,8 +149,8 @@ def _known_state(resolved: ResolvedTarget, alias: str) -> str:
         for host in {resolved.host, alias}:
             keys = known.match(host, resolved.host, resolved.port if resolved.port != 22 else None)
             if keys[0] or keys[1]:
-                return "changed"
-    return "unknown"
+                return name
+    return None
 
 
 def _record_host_key(resolved: ResolvedTarget, key: asyncssh.SSHKey) -> Path:
@@ -203,6 +231,11 @@ class Session:
         self._conn.close()
 
 
+def _keyscan_name(resolved: ResolvedTarget) -> str:
+    """How known_hosts names the host (``[host]:port`` for a port other than 22)."""
+    return resolved.host if resolved.port == 22 else f"'[{resolved.host}]:{resolved.port}'"
+
+
 def _where(resolved: ResolvedTarget) -> str:
     host = f"[{resolved.host}]" if ":" in resolved.host else resolved.host
     return f"{resolved.user}@{host}:{resolved.port}"
@@ -214,20 +247,30 @@ async def _host_key_problem(
     """An unverifiable host key: refuse a changed key; trust an unknown one only if allowed."""
     resolved = resolve(target, options)
     where = _where(resolved)
-    if _known_state(resolved, str(target.host)) == "changed":
+    # Name the known_hosts file in use (the config's UserKnownHostsFile), and commands that use it:
+    # a plain 'ssh host' would read and write ~/.ssh/known_hosts instead.
+    listed = _known_state(resolved, str(target.host))
+    if listed is not None:
         raise HostError(
             node,
-            f"the SSH host key of {where} has CHANGED since it was recorded in known_hosts",
-            f"if the host was reinstalled, remove the old key (ssh-keygen -R {resolved.host}) "
-            "and connect again; otherwise someone may be intercepting the connection",
+            f"the SSH host key of {where} has CHANGED since it was recorded in {listed}",
+            f"if the host was reinstalled, remove the old key (ssh-keygen -f {listed} -R "
+            f"{_keyscan_name(resolved)}) and connect again; otherwise someone may be intercepting "
+            "the connection",
         )
     if not options.accept_new_host_keys:
+        known = resolved.known_hosts[0]
+        user = f"{target.user}@" if target.user else ""
+        port = f" -p {target.port}" if target.port else ""
+        config = f" -F {options.config}" if options.config is not None else ""
+        login = f"ssh{config}{port} {user}{target.host}"
         raise HostError(
             node,
-            f"the SSH host key of {where} is not in known_hosts",
-            f"check the host's key fingerprint and add it (ssh -p {resolved.port} "
-            f"{resolved.user}@{resolved.host} once, or ssh-keyscan), or run again with "
-            "--accept-new-host-keys to trust and record unknown keys",
+            f"the SSH host key of {where} is not in {' or '.join(resolved.known_hosts)}",
+            f"check the host's key fingerprint and add it to {known} (log in once with "
+            f"'{login}', or 'ssh-keyscan -p {resolved.port} {resolved.host} >> {known}' after "
+            "comparing the fingerprint), or run again with --accept-new-host-keys to trust and "
+            "record unknown keys",
         )
     return await _connect_accepting(node, target, resolved, kwargs, where)
 

@@ -1,7 +1,9 @@
 """The inventory file on disk: locked read-modify-write, atomic replacement.
 
 A change is made in memory, validated in full, and only then written; a failed validation leaves the
-file byte-for-byte as it was.
+file byte-for-byte as it was. Only a regular file is read (``-f /dev/zero`` or a FIFO is refused, see
+:mod:`wiremesh.store.reading`); a UTF-8 byte order mark is accepted and kept when the file is
+rewritten; every I/O failure is an :class:`OperationError` with a hint.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import errno
 import fcntl
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +21,11 @@ from wiremesh.codec.inventory_fastpath import add_keys
 from wiremesh.codec.inventory_toml import loads
 from wiremesh.errors import OperationError, ValidationError
 from wiremesh.model.inventory import Inventory, validate
+from wiremesh.model.networks import warnings
 from wiremesh.store.atomic import write_atomic
+from wiremesh.store.reading import BOM, open_regular, read_text
+
+WHAT = "inventory"
 
 
 @dataclass
@@ -32,8 +38,19 @@ class Edit:
 class InventoryFile:
     """``wiremesh.toml`` (or the file given with ``-f``)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, warn: Callable[[str], None] | None = None) -> None:
         self.path = path
+        self._warn = warn
+        self._warned: set[str] = set()
+
+    def _report(self, inventory: Inventory) -> None:
+        """Pass what is unusual about ``inventory`` to ``warn``, each warning once."""
+        if self._warn is None:
+            return
+        for text in warnings(inventory):
+            if text not in self._warned:
+                self._warned.add(text)
+                self._warn(text)
 
     @property
     def directory(self) -> Path:
@@ -44,27 +61,30 @@ class InventoryFile:
         """True when the file exists."""
         return self.path.exists()
 
+    def _missing(self) -> ValidationError:
+        return ValidationError(
+            f"no inventory at {self.path}",
+            "create one with 'wiremesh init --cidr 10.0.0.0/24', or point to it with -f PATH "
+            "or $WIREMESH_FILE",
+        )
+
     def _read(self) -> str:
+        """The file's text; a leading byte order mark is left on (see :meth:`edit`)."""
         try:
-            return self.path.read_text(encoding="utf-8")
+            return read_text(self.path, WHAT)
         except FileNotFoundError:
-            raise ValidationError(
-                f"no inventory at {self.path}",
-                "create one with 'wiremesh init --cidr 10.0.0.0/24', or point to it with -f PATH "
-                "or $WIREMESH_FILE",
-            ) from None
-        except UnicodeDecodeError as exc:
-            raise ValidationError(f"{self.path}: not UTF-8 text ({exc.reason})") from None
-        except OSError as exc:
-            raise OperationError(f"cannot read {self.path}: {exc.strerror}") from None
+            raise self._missing() from None
 
     def load(self) -> Inventory:
         """Read and validate the inventory."""
-        return loads(self._read(), str(self.path)).inventory
+        inventory = loads(self._read().removeprefix(BOM), str(self.path)).inventory
+        self._report(inventory)
+        return inventory
 
     def create(self, inventory: Inventory, comment: str | None = None) -> None:
         """Write a new inventory; refuses to overwrite an existing file."""
         validate(inventory, str(self.path))
+        self._report(inventory)
         from wiremesh.codec.inventory_write import new_text  # tomlkit: only when writing
 
         text = new_text(inventory, comment)
@@ -75,8 +95,14 @@ class InventoryFile:
                 f"{self.path} already exists",
                 "edit it with 'wiremesh node ...', or choose another file with -f PATH",
             ) from None
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        except OSError as exc:
+            raise _write_error(self.path, exc) from None
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+        except OSError as exc:
+            self.path.unlink(missing_ok=True)  # ours, just created: no half-written inventory
+            raise _write_error(self.path, exc) from None
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -87,10 +113,9 @@ class InventoryFile:
         """
         while True:
             try:
-                fd = os.open(self.path, os.O_RDONLY)
+                fd = open_regular(self.path, WHAT)
             except FileNotFoundError:
-                self._read()  # raises the "no inventory" error
-                raise
+                raise self._missing() from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 try:
@@ -111,12 +136,17 @@ class InventoryFile:
         """Load under lock, let the caller change ``edit.inventory``, validate, write if changed."""
         with self._locked():
             original = self._read()
+            # A byte order mark (Windows editors) is set aside and put back on write.
+            bom = BOM if original.startswith(BOM) else ""
+            original = original.removeprefix(BOM)
             loaded = loads(original, str(self.path))
+            self._report(loaded.inventory)
             edit = Edit(loaded.inventory)
             yield edit
             if edit.inventory == loaded.inventory and not loaded.allocated:
                 return  # nothing to write: skip tomlkit's (slow) round trip
             validate(edit.inventory, str(self.path))
+            self._report(edit.inventory)
             text = None
             if not loaded.allocated:
                 text = add_keys(original, loaded.inventory, edit.inventory)
@@ -130,6 +160,19 @@ class InventoryFile:
                     mode = stat.S_IMODE(os.stat(self.path).st_mode)
                 except OSError as exc:
                     if exc.errno != errno.ENOENT:
-                        raise
+                        raise _write_error(self.path, exc) from None
                     mode = 0o644
-                write_atomic(self.path, text.encode("utf-8"), mode)
+                try:
+                    write_atomic(self.path, (bom + text).encode("utf-8"), mode)
+                except OSError as exc:
+                    raise _write_error(self.path, exc) from None
+
+
+def _write_error(path: Path, exc: OSError) -> OperationError:
+    """A failed write of the inventory (a read-only directory, a full disk...)."""
+    return OperationError(
+        f"cannot write {path}: {exc.strerror or exc}",
+        f"check that you may write in {path.parent if str(path.parent) else '.'} (the inventory is "
+        "replaced by a new file written beside it) and that the disk is not full; the inventory "
+        "was left as it was",
+    )

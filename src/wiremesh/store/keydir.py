@@ -15,6 +15,7 @@ from wiremesh.errors import OperationError, ValidationError
 from wiremesh.model.keys import PrivateKey
 from wiremesh.store.atomic import write_atomic
 from wiremesh.store.bulk import FileWrite, write_files
+from wiremesh.store.reading import read_text
 
 
 class KeyDir:
@@ -55,11 +56,9 @@ class KeyDir:
     def get(self, name: str) -> PrivateKey | None:
         """The private key of node ``name``, or None when there is none here."""
         try:
-            text = self._file(name).read_text(encoding="ascii")
+            text = read_text(self._file(name), "key file")  # a regular file only: no FIFO hang
         except FileNotFoundError:
             return None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise OperationError(f"cannot read key file {self._file(name)}: {exc}") from None
         try:
             return PrivateKey.parse(text.strip(), f"key file {self._file(name)}")
         except ValidationError as exc:
@@ -68,20 +67,32 @@ class KeyDir:
     def put(self, name: str, key: PrivateKey) -> None:
         """Store the private key of node ``name`` (0600, atomic)."""
         self.ensure()
-        write_atomic(self._file(name), (key.reveal() + "\n").encode("ascii"), 0o600)
+        try:
+            write_atomic(self._file(name), (key.reveal() + "\n").encode("ascii"), 0o600)
+        except OSError as exc:
+            raise self._write_error(exc) from None
+
+    def _write_error(self, exc: OSError) -> OperationError:
+        return OperationError(
+            f"cannot write a key into {self.path}: {exc.strerror or exc}",
+            f"check that you may write in {self.path} and that the disk is not full",
+        )
 
     def put_many(self, keys: dict[str, PrivateKey]) -> None:
         """Store many keys (0600, atomic, durable), written in parallel."""
         if not keys:
             return
         self.ensure()
-        write_files(
-            [
-                FileWrite(self._file(name), (key.reveal() + "\n").encode("ascii"), 0o600)
-                for name, key in keys.items()
-            ],
-            durable=True,
-        )
+        try:
+            write_files(
+                [
+                    FileWrite(self._file(name), (key.reveal() + "\n").encode("ascii"), 0o600)
+                    for name, key in keys.items()
+                ],
+                durable=True,
+            )
+        except OSError as exc:
+            raise self._write_error(exc) from None
 
     def remove(self, name: str) -> bool:
         """Delete the key of node ``name``; True if there was one."""
@@ -89,4 +100,9 @@ class KeyDir:
             os.unlink(self._file(name))
         except FileNotFoundError:
             return False
+        except OSError as exc:
+            raise OperationError(
+                f"cannot delete the key file {self._file(name)}: {exc.strerror}",
+                "delete it by hand (the node is already out of the inventory)",
+            ) from None
         return True

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.unit import mesh_fixture as mf
+from wiremesh.errors import ValidationError
 from wiremesh.model.health import link_states
 from wiremesh.model.host import ObservedHost
 from wiremesh.model.inventory import Inventory
@@ -236,3 +237,24 @@ def test_watch_marks_the_links_that_changed_since_the_previous_refresh(file: Inv
     console.print(view(before, changed, 5, "12:00:00"))
     rows = [line for line in console.export_text().splitlines() if "◀ was down" in line]
     assert len(rows) == 1 and rows[0].lstrip().startswith("b ")
+
+
+def test_only_the_nodes_asked_for_are_shown(file: InventoryFile) -> None:
+    async def run() -> Snapshot:
+        readers: dict[str, FakeReader] = {}
+
+        def make(name: str, _: Inventory) -> FakeReader:
+            readers[name] = FakeReader(name)
+            return readers[name]
+
+        mon = Monitor(file, RunOptions(), reader=make, shown=["a", "c"])  # type: ignore[arg-type]
+        snap = await mon.refresh()
+        await mon.close()
+        assert all(r.calls == 1 for r in readers.values())  # every host is read (relays...)
+        return snap
+
+    snap = asyncio.run(run())
+    assert [n.name for n in snap.health.nodes] == ["a", "c"]
+    assert snap.health.links_expected == 6  # toward each of the 3 others
+    with pytest.raises(ValidationError, match="no node named 'x'"):
+        Monitor(file, RunOptions(), shown=["x"])

@@ -101,14 +101,15 @@ def test_a_second_mesh_does_not_take_over_the_interface(lab: Lab, tmp_path: Path
     other = tmp_path / "other.toml"
     ssh_config = str(lab.ssh_config_path)
     assert cli("-f", str(other), "init", "--cidr", "10.99.0.0/24", "--name", "other").code == 0
-    assert cli("-f", str(other), "mesh", "set", "--ssh-config-file", ssh_config).code == 0
     assert cli("-f", str(other), "node", "add", "lab1", "--ssh", "root@lab1").code == 0
     before = lab.exec("lab1", ["sha256sum", "/etc/wireguard/wg0.conf"]).stdout
-    r = cli("-f", str(other), "plan", "--json", "lab1")
+    # the lab's ssh_config, given on the command line (an operator's own choice: trusted)
+    r = cli("-f", str(other), "--ssh-config", ssh_config, "plan", "--json", "lab1")
+    assert r.code == 0, r.err
     host = json.loads(r.out)["hosts"][0]
     mine = json.loads(wm(lab, "node", "ls", "--json").out)["mesh"]["name"]
     assert any(f"belongs to mesh '{mine}'" in c for c in host["conflicts"]), host
-    r = cli("-f", str(other), "apply", "--yes")
+    r = cli("-f", str(other), "--ssh-config", ssh_config, "apply", "--yes")
     assert r.code == 2, r.out + r.err
     assert f"belongs to mesh '{mine}'" in " ".join(r.err.split())
     assert lab.exec("lab1", ["sha256sum", "/etc/wireguard/wg0.conf"]).stdout == before

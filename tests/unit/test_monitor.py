@@ -247,7 +247,7 @@ def test_only_the_nodes_asked_for_are_shown(file: InventoryFile) -> None:
             readers[name] = FakeReader(name)
             return readers[name]
 
-        mon = Monitor(file, RunOptions(), reader=make, shown=["a", "c"])  # type: ignore[arg-type]
+        mon = Monitor(file, RunOptions(), reader=make, shown=["a", "c"])
         snap = await mon.refresh()
         await mon.close()
         assert all(r.calls == 1 for r in readers.values())  # every host is read (relays...)

@@ -243,6 +243,15 @@ mv {tmp} {target}
 """
 
 
+def remove_managed_file(path: str) -> str:
+    """Remove ``path`` if its first line is our marker (a file someone else put there stays)."""
+    target = shlex.quote(path)
+    return f"""
+set -eu
+if [ -f {target} ] && head -n 1 {target} | grep -q '^{MANAGED_MARKER}'; then rm -f {target}; fi
+"""
+
+
 def enable_service(interface: str) -> str:
     """Enable wg-quick@<iface> (systemd) so that the interface comes back after a reboot."""
     return f"systemctl enable wg-quick@{shlex.quote(interface)} >/dev/null 2>&1"

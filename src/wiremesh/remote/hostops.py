@@ -56,9 +56,11 @@ async def observe(
     targets: tuple[str, ...] = (),
     files: tuple[str, ...] = (),
     full: bool = True,
+    policy: bool = True,
 ) -> ObservedHost:
-    """Read the host's state (one round trip, read-only); ``full=False`` for status only."""
-    script = scripts.observe(interface, mesh, targets, files, full)
+    """Read the host's state (one round trip, read-only); ``full=False`` for status only;
+    ``policy``: the mesh has an access policy (see :func:`wiremesh.remote.scripts.observe`)."""
+    script = scripts.observe(interface, mesh, targets, files, full, policy)
     result = await session.run(script, step="reading the host's state")
     try:
         return parse_observation(interface, result.stdout)

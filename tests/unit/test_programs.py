@@ -19,7 +19,7 @@ from pathlib import Path
 from wiremesh.lab import host, image, nat, prereq, vm
 from wiremesh.model.live import IpStep, LiveSteps, WgStep
 from wiremesh.model.policy.ports import Probe, Proto
-from wiremesh.remote import live, nft, scripts
+from wiremesh.remote import live, nft, scripts, textfile
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -80,6 +80,9 @@ PACKAGES: dict[str, str] = {
     "nft": "nftables",
     "iptables-restore": "iptables",
     "python3": "python3",
+    "promtool": "prometheus",
+    "prometheus": "prometheus",
+    "systemd-analyze": "systemd",
     "qemu-system-x86_64": "qemu-system-x86",
     "qemu-img": "qemu-utils",
     "mmdebstrap": "mmdebstrap",
@@ -213,6 +216,10 @@ def host_scripts() -> list[str]:
         scripts.enable_service("wg0"),
         scripts.tear_down("wg0"),
         scripts.ping_all(["10.0.0.1"]),
+        scripts.remove_managed_file("/etc/x"),
+        textfile.collector_script("n", "m", "wg0", [], "/var/lib/x"),
+        textfile.activate("wg0", "/var/lib/wiremesh/metrics-wg0.sh"),
+        textfile.deactivate("wg0", "/var/lib/x/wiremesh-wg0.prom"),
     ]
     probes = [Probe(Proto.TCP, 22), Probe(Proto.ICMP), Probe(Proto.UDP, 53)]
     out += [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from wiremesh.cli.cmd_converge import add_run_options, run_options
@@ -24,6 +25,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("nodes", nargs="*", metavar="NODE", help="only these nodes (default: all)")
     p.add_argument("--json", action="store_true", help="machine-readable output (see README)")
     p.add_argument("--ping", action="store_true", help="every host pings every other mesh address")
+    p.add_argument(
+        "--watch",
+        action="store_true",
+        help="refresh the tables in place on a terminal, highlighting links that change state",
+    )
+    p.add_argument(
+        "--interval",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="with --watch: seconds between refreshes (default 5)",
+    )
     add_run_options(p)
     p.set_defaults(handler=run)
 
@@ -111,7 +124,7 @@ def to_json(health: MeshHealth) -> dict[str, Any]:
     }
 
 
-def _node_table(node: NodeStatus) -> Table:
+def _node_table(node: NodeStatus, changed: Mapping[str, str] | None = None) -> Table:
     from rich.table import Table
 
     state = "[green]up[/green]" if node.interface_up else "[red]down[/red]"
@@ -131,6 +144,9 @@ def _node_table(node: NodeStatus) -> Table:
             link = f"[dim]idle[/dim]: {cell(p.reason)}"
         else:
             link = f"[red]down[/red]: {cell(p.reason)}"
+        was = (changed or {}).get(p.name)
+        if was is not None:  # status --watch: the state changed since the previous refresh
+            link += f"  [bold yellow]◀ was {cell(was)}[/bold yellow]"
         if p.note:
             link += f"\n[yellow]{cell(p.note)}[/yellow]"
         table.add_row(
@@ -140,6 +156,7 @@ def _node_table(node: NodeStatus) -> Table:
             _bytes(p.rx_bytes),
             _bytes(p.tx_bytes),
             link,
+            style="bold" if was is not None else None,
         )
     return table
 
@@ -172,6 +189,10 @@ def _matrix(health: MeshHealth, pings: tuple[PingResult, ...], family: int) -> T
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     """``status``."""
+    if args.watch:
+        from wiremesh.cli.watch import watch
+
+        return watch(args, ctx)
     from wiremesh.ops.status import status
 
     health = status(ctx.inventory, run_options(args, ctx, not args.json), args.ping, args.nodes)

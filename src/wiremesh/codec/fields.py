@@ -193,6 +193,47 @@ def parse_text(value: object, what: str) -> str:
     return text
 
 
+def parse_bool(value: object, what: str) -> bool:
+    """``true`` or ``false`` (TOML booleans, not strings)."""
+    if not isinstance(value, bool):
+        raise ValidationError(f"{what} must be true or false, not {value!r}")
+    return value
+
+
+def parse_metrics_interval(value: object, what: str) -> int:
+    """Seconds between two textfile writes (5-3600)."""
+    from wiremesh.model.inventory import METRICS_INTERVAL_RANGE
+
+    seconds = _int(value, what)
+    low, high = METRICS_INTERVAL_RANGE
+    if not low <= seconds <= high:
+        raise ValidationError(
+            f"{what} {seconds} is out of range", f"give seconds from {low} to {high}"
+        )
+    return seconds
+
+
+def parse_host_directory(value: object, what: str) -> str:
+    """An absolute directory path on the hosts, of plain characters (it goes into shell scripts and
+    systemd units): letters, digits and ``._+-/``, no ``..`` and no empty component."""
+    import re
+
+    text = _text(value, what)
+    parts = text.rstrip("/").split("/")
+    if (
+        not re.fullmatch(r"/[A-Za-z0-9._+/-]*", text)
+        or len(text) > 200
+        or text.rstrip("/") == ""
+        or any(p in ("", ".", "..") for p in parts[1:])
+    ):
+        raise ValidationError(
+            f"{what} {text!r} is not a plain absolute directory",
+            "use an absolute path of letters, digits and ._+-/ (for example "
+            '"/var/lib/prometheus/node-exporter")',
+        )
+    return text.rstrip("/")
+
+
 def dump_value(value: object) -> object:
     """A model value as a TOML value."""
     if isinstance(value, tuple | list):

@@ -34,6 +34,7 @@ from wiremesh.model.inventory import (
     InvalidInventory,
     Inventory,
     MeshSettings,
+    MetricsSettings,
     Node,
     RemovedNode,
     did_you_mean,
@@ -85,7 +86,13 @@ REMOVED_FIELDS: tuple[Field, ...] = (
     Field("public_key", f.parse_public_key),
 )
 
-TOP_KEYS = ("version", "mesh", "node", "removed", "policy")
+METRICS_FIELDS: tuple[Field, ...] = (
+    Field("textfile", f.parse_bool),
+    Field("interval", f.parse_metrics_interval),
+    Field("directory", f.parse_host_directory),
+)
+
+TOP_KEYS = ("version", "mesh", "node", "removed", "policy", "metrics")
 
 # Migrations from version N to N+1, applied in order on load (none yet: version 1 is the first).
 MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
@@ -203,13 +210,24 @@ def parse_data(data: dict[str, Any], source: str) -> Loaded:
         if "name" in values:  # else its problem is recorded: the entry cannot be built
             removed.append(RemovedNode(**values))
     policy = parse_policy(data.get("policy"), problems)
+    metrics_table = data.get("metrics", {})
+    if not isinstance(metrics_table, dict):
+        problems.append(
+            ValidationError(
+                "'metrics' must be a table", "write it as [metrics] with its keys below"
+            )
+        )
+        metrics_table = {}
+    metrics_values = _parse_table(metrics_table, METRICS_FIELDS, "[metrics]", problems)
     if problems or "cidr" not in mesh_values:
         raise InvalidInventory(problems, source)
     mesh = MeshSettings(**mesh_values)
     before = sum(len(v) for v in node_values)
     nodes = _with_addresses(mesh, node_values)
     allocated = sum(len(v) for v in node_values) != before
-    inventory = Inventory(mesh, tuple(nodes), tuple(removed), policy)
+    inventory = Inventory(
+        mesh, tuple(nodes), tuple(removed), policy, metrics=MetricsSettings(**metrics_values)
+    )
     return Loaded(validate(inventory, source), allocated)
 
 

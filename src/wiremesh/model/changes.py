@@ -234,6 +234,16 @@ class WriteFile(Change):
 
 
 @dataclass(frozen=True)
+class RemoveFile(Change):
+    """Remove a managed file that is no longer wanted (an opt-in turned off)."""
+
+    path: str
+
+    def describe(self) -> str:
+        return f"remove {self.path} (no longer wanted)"
+
+
+@dataclass(frozen=True)
 class EnableService(Change):
     """Enable ``wg-quick@<iface>`` so that the mesh comes back after a reboot."""
 

@@ -18,9 +18,10 @@ into direct or relayed ones, or down ones.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Address
 
+from wiremesh.model.addressing import IPNetwork
 from wiremesh.model.device import ObservedDevice, ObservedPeer
 from wiremesh.model.endpoint import Endpoint
 from wiremesh.model.host import ObservedHost
@@ -44,6 +45,8 @@ class PeerStatus:
     via: str | None = None  # the relay, when the route goes through one
     reason: str | None = None  # why the link is down (or idle)
     configured_endpoint: Endpoint | None = None  # what the host's config file says
+    allowed_ips: tuple[IPNetwork, ...] = ()  # of this peer entry on the host, as wg shows them
+    latest_handshake: int = 0  # seconds since the epoch on the host's clock; 0: never
 
     @property
     def up(self) -> bool:
@@ -280,6 +283,8 @@ def node_status(
                 via,
                 reason,
                 (configured or {}).get(current.public_key),
+                current.allowed_ips,
+                stats.latest_handshake,
             )
         )
     return NodeStatus(
@@ -304,33 +309,16 @@ def with_pings(node: NodeStatus, pings: list[PingResult]) -> NodeStatus:
     if not lost:
         return node
     peers = tuple(
-        PeerStatus(
-            p.name,
-            p.public_key,
-            p.configured,
-            p.endpoint,
-            p.latest_handshake_age_s,
-            p.rx_bytes,
-            p.tx_bytes,
-            "down",
-            p.via,
-            "pings got no answer" if p.link in ("direct", "relayed", "idle") else p.reason,
-            p.configured_endpoint,
+        replace(
+            p,
+            link="down",
+            reason="pings got no answer" if p.link in ("direct", "relayed", "idle") else p.reason,
         )
         if p.name in lost
         else p
         for p in node.peers
     )
-    return NodeStatus(
-        node.name,
-        node.reachable,
-        node.error,
-        node.interface_up,
-        node.listen_port,
-        node.mtu,
-        node.backend,
-        peers,
-    )
+    return replace(node, peers=peers)
 
 
 def mesh_health(
@@ -356,3 +344,27 @@ def parse_ping(source: str, names: Mapping[str, str], text: str) -> list[PingRes
         rtt = None if words[3] == "-" else float(words[3])
         out.append(PingResult(source, names[words[0]], words[0], int(words[1]), int(words[2]), rtt))
     return out
+
+
+def link_states(health: MeshHealth) -> dict[tuple[str, str], str]:
+    """Every directed link's state by (node, peer); a node that could not be read has its links
+    down (as :meth:`MeshHealth.count` counts them)."""
+    names = [n.name for n in health.nodes]
+    out: dict[tuple[str, str], str] = {}
+    for node in health.nodes:
+        seen = {p.name: p.link for p in node.peers}
+        for name in names:
+            if name != node.name:
+                out[(node.name, name)] = seen.get(name, "down")
+    return out
+
+
+def changed_links(before: MeshHealth, after: MeshHealth) -> dict[tuple[str, str], str]:
+    """The links whose state changed from ``before`` to ``after``: (node, peer) -> the state they
+    had before (links that are new since, a node added, count as changed from "new")."""
+    old = link_states(before)
+    return {
+        pair: old.get(pair, "new")
+        for pair, state in link_states(after).items()
+        if old.get(pair) != state
+    }

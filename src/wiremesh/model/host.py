@@ -136,6 +136,13 @@ class ManagedFile:
     path: str
     text: str
     mode: int = 0o600
+    # A host command run once after the file (or any file with the same command) was written:
+    # a systemd reload, say. It must be safe to run again.
+    activate: str | None = None
+    # False: the file must not be there. If it is, and is ours, it is removed (after ``deactivate``
+    # ran once): how an opt-in such as ``[metrics] textfile`` is undone.
+    present: bool = True
+    deactivate: str | None = None
 
     @property
     def sha256(self) -> str:

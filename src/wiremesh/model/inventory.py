@@ -51,6 +51,22 @@ class MeshSettings:
     relay: NodeName | None = None  # forwards between nodes that have no endpoint
 
 
+DEFAULT_TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"  # Debian's prometheus-node-exporter
+DEFAULT_METRICS_INTERVAL = 30
+METRICS_INTERVAL_RANGE = (5, 3600)
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    """The ``[metrics]`` table: with ``textfile``, apply installs on every host a script and a
+    systemd timer that write the host's WireGuard metrics for node_exporter's textfile collector
+    every ``interval`` seconds into ``directory`` (see README, "Metrics")."""
+
+    textfile: bool = False
+    interval: int = DEFAULT_METRICS_INTERVAL
+    directory: str = DEFAULT_TEXTFILE_DIR
+
+
 @dataclass(frozen=True)
 class Node:
     """One ``[[node]]`` entry."""
@@ -93,6 +109,7 @@ class Inventory:
     nodes: tuple[Node, ...] = ()
     removed: tuple[RemovedNode, ...] = ()
     policy: Policy | None = None  # the [policy] table; None: no policy, nothing installed
+    metrics: MetricsSettings = MetricsSettings()
 
     def __iter__(self) -> Iterator[Node]:
         return iter(self.nodes)

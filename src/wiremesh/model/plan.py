@@ -25,6 +25,7 @@ from wiremesh.model.changes import (
     EnableService,
     HostPlan,
     LinkUp,
+    RemoveFile,
     RemovePeer,
     SetAddress,
     SetHostsBlock,
@@ -284,6 +285,10 @@ def plan_host(
         changes.append(EnableForwarding(need4, need6))
     for file in wanted.files:
         state = observed.files.get(file.path)
+        if not file.present:
+            if state is not None and state.exists and state.managed:
+                changes.append(RemoveFile(file.path))
+            continue
         if state is None or not state.exists:
             changes.append(WriteFile(file.path, "new"))
         elif not state.managed:
@@ -306,6 +311,7 @@ __all__ = [
     "EnableService",
     "HostPlan",
     "LinkUp",
+    "RemoveFile",
     "RemovePeer",
     "Resolved",
     "SetAddress",

@@ -36,6 +36,7 @@ from wiremesh.ops.planning import (
     mesh_plan,
     observe_mesh,
 )
+from wiremesh.ops.textfile import retired_files
 from wiremesh.remote import hostops
 from wiremesh.remote.fanout import fan_out
 from wiremesh.remote.firewallops import confirm_guard
@@ -128,7 +129,9 @@ async def execute_plan(
         if result.removed:
             if result.plan.empty:
                 return result
-            outcome = await hostops.tear_down(session, interface, mesh_name)
+            outcome = await hostops.tear_down(
+                session, interface, mesh_name, retired_files(ctx.inventory)
+            )
             return replace(result, done=outcome.done)
         seen = ctx.observed[name]
         assert isinstance(seen, ObservedHost)

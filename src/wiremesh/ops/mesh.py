@@ -271,7 +271,13 @@ async def open_and_observe(
             underlay = underlay_targets(inventory, node, learnt or {})
         paths = tuple(f.path for f in (files or {}).get(name, ()))
         return await hostops.observe(
-            session, interface, inventory.mesh.name, underlay, paths, full=full
+            session,
+            interface,
+            inventory.mesh.name,
+            underlay,
+            paths,
+            full=full,
+            policy=inventory.policy is not None,
         )
 
     return await fan_out(

@@ -38,6 +38,7 @@ from wiremesh.ops.mesh import (
     wanted_hosts,
     with_keys,
 )
+from wiremesh.ops.textfile import textfile_files
 from wiremesh.remote import nft, scripts
 from wiremesh.remote.firewallops import PendingGuard
 from wiremesh.remote.ssh import HostError, Sessions, SshOptions
@@ -222,7 +223,9 @@ async def observe_mesh(
     targets = {n: ssh_target(inventory.node(n)) for n in nodes}
     targets.update({r.name: ssh_target(r) for r in inventory.removed if r.name in removed})
     ssh = ssh_options(file, inventory, options)
-    files = options.extra_files(inventory) if options.extra_files else {}
+    files = dict(options.extra_files(inventory) if options.extra_files else {})
+    for name, extra in textfile_files(inventory).items():  # [metrics] textfile: on, or removed
+        files[name] = (*files.get(name, ()), *extra)
     unreachable: dict[str, HostError] = {}
     if lock is not None:
         unreachable = await connect_and_lock(sessions, targets, inventory, ssh, options, lock)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 
 from wiremesh.model.endpoint import SshTarget
 from wiremesh.model.health import (
@@ -15,6 +16,7 @@ from wiremesh.model.health import (
     parse_ping,
 )
 from wiremesh.model.host import ObservedHost
+from wiremesh.model.inventory import Inventory
 from wiremesh.model.topology import relay_of
 from wiremesh.ops.mesh import (
     RunOptions,
@@ -28,6 +30,41 @@ from wiremesh.remote import scripts
 from wiremesh.remote.fanout import fan_out
 from wiremesh.remote.ssh import HostError, Sessions, connect
 from wiremesh.store.inventory_file import InventoryFile
+
+
+def mesh_status(
+    inventory: Inventory,
+    observed: Mapping[str, ObservedHost | HostError],
+    pings: list[PingResult] | None = None,
+    shown: list[str] | None = None,
+) -> MeshHealth:
+    """The mesh's health from what was read of each node's host (pure; an error means unreachable).
+    With ``shown``, only those nodes (of a larger mesh). Shared by ``status``, ``metrics``,
+    ``status --watch`` and the exporter."""
+    keys = effective_keys(inventory, observed)
+    members: dict[str, Member] = {
+        n.name: Member(n.name, keys.get(n.name), n.address) for n in inventory
+    }
+    everyone = {n: (s if isinstance(s, ObservedHost) else None) for n, s in observed.items()}
+    nodes: list[NodeStatus] = []
+    for node in inventory:
+        if shown is not None and node.name not in shown:
+            continue
+        seen = observed.get(node.name)
+        if not isinstance(seen, ObservedHost):
+            reason = seen.reason if seen is not None else "not read yet"
+            nodes.append(NodeStatus(node.name, False, error=reason))
+            continue
+        nodes.append(
+            node_status(
+                node.name,
+                seen,
+                members,
+                everyone,
+                seen.config.endpoints if seen.config is not None else None,
+            )
+        )
+    return mesh_health(nodes, pings, len(inventory.nodes) - 1)
 
 
 def status(
@@ -103,28 +140,6 @@ def status(
             observed = await open_and_observe(
                 sessions, targets, inventory, ssh, options, full=False
             )
-        keys = effective_keys(inventory, observed)
-        members: dict[str, Member] = {
-            n.name: Member(n.name, keys.get(n.name), n.address) for n in inventory
-        }
-        everyone = {n: (s if isinstance(s, ObservedHost) else None) for n, s in observed.items()}
-        nodes: list[NodeStatus] = []
-        for node in inventory:
-            if node.name not in shown:
-                continue
-            seen = observed[node.name]
-            if isinstance(seen, HostError):
-                nodes.append(NodeStatus(node.name, False, error=seen.reason))
-                continue
-            nodes.append(
-                node_status(
-                    node.name,
-                    seen,
-                    members,
-                    everyone,
-                    seen.config.endpoints if seen.config is not None else None,
-                )
-            )
-        return mesh_health(nodes, results, len(inventory.nodes) - 1)
+        return mesh_status(inventory, observed, results, shown)
 
     return asyncio.run(run())

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from wiremesh.codec.observe import parse_observation
 from wiremesh.errors import ValidationError
 from wiremesh.model.firewall import confirm_needed
-from wiremesh.model.host import ObservedHost, WantedHost
+from wiremesh.model.host import ManagedFile, ObservedHost, WantedHost
 from wiremesh.model.keys import PrivateKey, PublicKey
 from wiremesh.model.live import live_steps
 from wiremesh.model.plan import (
@@ -20,6 +21,7 @@ from wiremesh.model.plan import (
     EnableService,
     HostPlan,
     LinkUp,
+    RemoveFile,
     RemovePeer,
     SetAddress,
     SetHostsBlock,
@@ -54,9 +56,11 @@ async def observe(
     targets: tuple[str, ...] = (),
     files: tuple[str, ...] = (),
     full: bool = True,
+    policy: bool = True,
 ) -> ObservedHost:
-    """Read the host's state (one round trip, read-only); ``full=False`` for status only."""
-    script = scripts.observe(interface, mesh, targets, files, full)
+    """Read the host's state (one round trip, read-only); ``full=False`` for status only;
+    ``policy``: the mesh has an access policy (see :func:`wiremesh.remote.scripts.observe`)."""
+    script = scripts.observe(interface, mesh, targets, files, full, policy)
     result = await session.run(script, step="reading the host's state")
     try:
         return parse_observation(interface, result.stdout)
@@ -168,12 +172,26 @@ async def execute(
         )
         done.append(change)
     texts = {f.path: f for f in wanted.files}
+    activate: list[str] = []  # each command once, after all files were written
     for change in plan.of(WriteFile):
         assert isinstance(change, WriteFile)
         file = texts[change.path]
         await session.run(
             scripts.write_file(file.path, file.mode), step=f"writing {file.path}", stdin=file.text
         )
+        done.append(change)
+        if file.activate and file.activate not in activate:
+            activate.append(file.activate)
+    for command in activate:
+        await session.run(command, step="activating the files written")
+    deactivated: set[str] = set()
+    for change in plan.of(RemoveFile):
+        assert isinstance(change, RemoveFile)
+        file = texts[change.path]
+        if file.deactivate and file.deactivate not in deactivated:
+            deactivated.add(file.deactivate)
+            await session.run(file.deactivate, step=f"deactivating {file.path}")
+        await session.run(scripts.remove_managed_file(file.path), step=f"removing {file.path}")
         done.append(change)
     for change in plan.of(EnableService):
         await session.run(scripts.enable_service(interface), step="enabling wg-quick@" + interface)
@@ -187,9 +205,16 @@ async def execute(
     return Outcome(plan.node, tuple(done), guard=guard)
 
 
-async def tear_down(session: Session, interface: str, mesh: str) -> Outcome:
-    """Take a removed node out of the mesh on its host."""
+async def tear_down(
+    session: Session, interface: str, mesh: str, files: Sequence[ManagedFile] = ()
+) -> Outcome:
+    """Take a removed node out of the mesh on its host (with ``files``: managed files to remove,
+    where they are ours, each ``deactivate`` command run once first)."""
     await session.run(scripts.remove_hosts_block(mesh), step="removing the /etc/hosts block")
+    for command in dict.fromkeys(f.deactivate for f in files if f.deactivate):
+        await session.run(command, step="deactivating managed files")
+    for file in files:
+        await session.run(scripts.remove_managed_file(file.path), step=f"removing {file.path}")
     await session.run(scripts.tear_down(interface, mesh), step="taking the interface down")
     await session.run(nft.remove(interface), step="removing the firewall table")
     return Outcome(session.node, (TearDown(interface),))

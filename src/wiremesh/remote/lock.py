@@ -36,12 +36,14 @@ BACKOFF_S = (0.05, 0.4)  # pause between attempts: random, growing from the firs
 
 
 def holder(command: str) -> str:
-    """Who we are, for the owner file: ``wiremesh apply by alice@laptop (pid 4242)``."""
+    """Who we are, for the owner file: ``wiremesh apply by alice@laptop (pid 4242) since
+    2026-12-01T10:00:00Z`` (the operator's clock)."""
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
         user = "unknown"
-    text = f"wiremesh {command} by {user}@{socket.gethostname()} (pid {os.getpid()})"
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    text = f"wiremesh {command} by {user}@{socket.gethostname()} (pid {os.getpid()}) since {since}"
     return re.sub(r"[^A-Za-z0-9@._:()/ -]", "?", text)[:200]
 
 
@@ -50,20 +52,21 @@ def lock_script(interface: str, who: str) -> str:
     ``busy`` and the owner file. Hosts without ``flock`` print ``unlocked`` and hold nothing."""
     lock = shlex.quote(f"{RUN_DIR}/{interface}.lock")
     owner = shlex.quote(f"{RUN_DIR}/{interface}.lock.owner")
+    # One fork (flock) when the lock is free: the shell itself holds fd 9 and waits on stdin with
+    # its builtin read; the owner line is written by the lock holder only, so no temp file is needed.
     return f"""
 umask 077
-mkdir -p {RUN_DIR}
-command -v flock >/dev/null 2>&1 || {{ echo unlocked; exec cat >/dev/null; }}
+[ -d {RUN_DIR} ] || mkdir -p {RUN_DIR}
+command -v flock >/dev/null 2>&1 || {{ echo unlocked; while read -r _; do :; done; exit 0; }}
 exec 9>>{lock}
 if flock -n 9; then
-  printf '%s since %s\\n' {shlex.quote(who)} "$(date -u +%Y-%m-%dT%H:%M:%SZ)" > {owner}.$$
-  mv {owner}.$$ {owner}
+  printf '%s\\n' {shlex.quote(who)} > {owner}
   echo locked
-  cat >/dev/null
+  while read -r _; do :; done
   rm -f {owner}
 else
   echo busy
-  cat {owner} 2>/dev/null || echo "another process (no owner file)"
+  read -r line < {owner} 2>/dev/null && echo "$line" || echo "another process (no owner file)"
 fi
 """
 

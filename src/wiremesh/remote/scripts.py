@@ -43,6 +43,7 @@ def observe(
     targets: tuple[str, ...] = (),
     files: tuple[str, ...] = (),
     full: bool = True,
+    policy: bool = True,
 ) -> str:
     """Read everything ``plan`` and ``status`` need, in one round trip, changing nothing.
 
@@ -51,7 +52,8 @@ def observe(
     its mode and sha256 (never its content: such files may hold secrets). ``full=False`` (status)
     leaves out what only planning needs: other routes, /etc/hosts, forwarding, underlay, files, and
     our nftables table, its boot file and the state of commit-confirmed changes
-    (:func:`wiremesh.remote.nft.read`, in its own ``nft`` section).
+    (:func:`wiremesh.remote.nft.read`, in its own ``nft`` section; ``policy=False``: the mesh has
+    none, the table is read only where a boot file of ours is).
 
     Few processes on purpose: on 30 hosts sharing two CPUs, each extra fork per peer showed up as
     seconds of plan time. Links, addresses and routes of all interfaces come from one ``ip`` call each
@@ -124,7 +126,7 @@ for p in {quoted_files}; do
   else echo "$p missing"; fi
 done
 s nft
-{nft.read(interface)}echo "{SECTION}end"
+{nft.read(interface, policy)}echo "{SECTION}end"
 """
     )
 
@@ -240,6 +242,15 @@ trap 'rm -f {tmp}' EXIT
 cat > {tmp}
 chmod {mode:o} {tmp}
 mv {tmp} {target}
+"""
+
+
+def remove_managed_file(path: str) -> str:
+    """Remove ``path`` if its first line is our marker (a file someone else put there stays)."""
+    target = shlex.quote(path)
+    return f"""
+set -eu
+if [ -f {target} ] && head -n 1 {target} | grep -q '^{MANAGED_MARKER}'; then rm -f {target}; fi
 """
 
 

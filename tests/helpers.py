@@ -102,3 +102,24 @@ NASTY_TEXT = [
     "\nPostUp = touch /root/pwned",
     "\n[Peer]\nPublicKey = x",
 ]
+
+
+ONE_NODE = """\
+version = 1
+
+[mesh]
+name = "t"
+cidr = "10.0.0.0/24"
+
+[[node]]
+name = "a"
+endpoint = "203.0.113.1"
+"""
+"""A valid one-node inventory (for tests that break it in one place)."""
+
+
+def write_inventory(directory: Path, text: str = ONE_NODE) -> Path:
+    """``directory/wiremesh.toml`` holding ``text``."""
+    path = directory / "wiremesh.toml"
+    path.write_text(text)
+    return path

@@ -17,25 +17,13 @@ from typing import Any
 import asyncssh
 import pytest
 
-from tests.helpers import cli, keys
+from tests.helpers import ONE_NODE, cli, keys, write_inventory
 
-BASE = """\
-version = 1
-
-[mesh]
-name = "t"
-cidr = "10.0.0.0/24"
-
-[[node]]
-name = "a"
-endpoint = "203.0.113.1"
-"""
+BASE = ONE_NODE
 
 
 def _inventory(tmp_path: Path, text: str = BASE) -> Path:
-    path = tmp_path / "wiremesh.toml"
-    path.write_text(text)
-    return path
+    return write_inventory(tmp_path, text)
 
 
 # --- item 13: plan --detailed-exitcode ------------------------------------------------------------

@@ -66,6 +66,8 @@ if flock -n 9; then
   rm -f {owner}
 else
   echo busy
+  # The holder writes its line right after it got the lock: give it a moment to appear.
+  for i in 1 2 3 4 5 6 7 8 9 10; do [ -s {owner} ] && break; sleep 0.05; done
   read -r line < {owner} 2>/dev/null && echo "$line" || echo "another process (no owner file)"
 fi
 """

@@ -206,6 +206,53 @@ def test_down_after_a_crashed_up_removes_everything(tmp_path: Path, step: str) -
     assert not (tmp_path / "other").exists()
 
 
+INNER_PASSING = """
+from tests.integration.conftest import lab_factory  # noqa: F401 (a fixture)
+
+
+def test_gets_a_lab(lab_factory):
+    lab = lab_factory(1)
+    assert lab.exec("lab1", ["true"]).returncode == 0
+"""
+
+
+def test_the_next_run_takes_down_a_lab_a_killed_run_left(tmp_path: Path) -> None:
+    # A test run killed with its lab up (a CI timeout) must not fail every lab test of the next run.
+    directory = tmp_path / "killed" / "lab"
+    r = subprocess.run(
+        [sys.executable, "-c", CRASH, str(directory), "ready"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == -signal.SIGKILL, r.stderr
+    footprint = LabFootprint.of(directory)
+    try:
+        assert footprint.processes and footprint.netns
+        inner = tmp_path / "test_inner.py"
+        inner.write_text(textwrap.dedent(INNER_PASSING))
+        run = subprocess.run(
+            [
+                *(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"),
+                # The inner file is outside tests/, so load tests/conftest.py as pytest does there.
+                *("-p", "tests.conftest", f"--rootdir={REPO}", "-c", str(REPO / "pyproject.toml")),
+                str(inner),
+            ],
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert "1 passed" in run.stdout, run.stdout + run.stderr
+        assert f"took down a lab an earlier, killed test run left in {directory}" in run.stdout
+    finally:
+        down_dir(directory)
+    assert_lab_gone(footprint)
+
+
 def test_a_stale_machine_record_does_not_block_a_new_lab(tmp_path: Path) -> None:
     # An `up` that died after claiming the machine but before its state file: nothing was made.
     # Never overwrite a real record (another lab on this machine): wait for the machine to be free.

@@ -59,17 +59,19 @@ umask 077
 [ -d {RUN_DIR} ] || mkdir -p {RUN_DIR}
 command -v flock >/dev/null 2>&1 || {{ echo unlocked; while read -r _; do :; done; exit 0; }}
 exec 9>>{lock}
-if flock -n 9; then
-  printf '%s\\n' {shlex.quote(who)} > {owner}
-  echo locked
-  while read -r _; do :; done
-  rm -f {owner}
-else
-  echo busy
-  # The holder writes its line right after it got the lock: give it a moment to appear.
-  for i in 1 2 3 4 5 6 7 8 9 10; do [ -s {owner} ] && break; sleep 0.05; done
-  read -r line < {owner} 2>/dev/null && echo "$line" || echo "another process (no owner file)"
-fi
+# Busy: say who holds it. The holder writes its line just after it got the lock, and removes it just
+# before it lets go; with no line yet, or no more, look again, and try again if the holder is gone.
+i=0
+while ! flock -n 9; do
+  if [ -s {owner} ] && read -r line < {owner} 2>/dev/null; then echo busy; echo "$line"; exit 0; fi
+  i=$((i+1))
+  [ "$i" -lt 10 ] || {{ echo busy; echo "another process (no owner file)"; exit 0; }}
+  sleep 0.05
+done
+printf '%s\\n' {shlex.quote(who)} > {owner}
+echo locked
+while read -r _; do :; done
+rm -f {owner}
 """
 
 

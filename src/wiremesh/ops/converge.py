@@ -44,7 +44,11 @@ from wiremesh.remote.ssh import HostError, Sessions
 from wiremesh.store.inventory_file import InventoryFile
 
 FOLLOW_UP_ROUNDS = 2
-SETTLE_S = 5.0  # how long a follow-up round waits at most for NAT nodes' first handshakes
+# How long a follow-up round waits at most for NAT nodes' first handshakes. A NAT node's first
+# initiation is lost when it reaches a public peer that is not configured yet (all hosts change at
+# once), and WireGuard retries only after REKEY_TIMEOUT (5 s, plus up to 1/3 s of jitter): the wait
+# covers one retry and the time to read the hosts again.
+SETTLE_S = 7.0
 PROBE_S = 2.0  # how long it waits at most for a direct handshake between two NAT nodes
 POLL_S = 0.5
 SWITCH_DELAY_S = 0.5  # how far ahead the instant lies at which both ends of a NAT pair switch paths
@@ -112,7 +116,12 @@ async def execute_plan(
     ctx: Context, mesh: MeshPlan, sessions: Sessions, options: RunOptions, label: str
 ) -> list[HostResult]:
     """Carry out every host's plan in parallel (``mesh`` planned with every key known); failed hosts
-    keep their error."""
+    keep their error.
+
+    Nodes without an endpoint (behind NAT) go in a second wave, once the others are done. Only they
+    start their handshakes (nobody knows where they are), and an initiation that reaches a peer
+    which does not know their key yet is dropped and retried by WireGuard only after 5 s: with two
+    waves, a new NAT node's first handshakes succeed, and so do every NAT node's with a new node."""
     interface = ctx.inventory.mesh.interface
     mesh_name = ctx.inventory.mesh.name
     wanted = mesh.wanted
@@ -120,7 +129,7 @@ async def execute_plan(
     plans = {h.node: h.plan.changes for h in mesh.hosts if h.plan is not None and not h.removed}
     pairs = [(a.name, b.name) for a, b in nat_pairs(ctx.inventory)]
     together = switch_together(plans, pairs)
-    at = time.time() + SWITCH_DELAY_S if together else None
+    instant: dict[str, float] = {}  # when the hosts of `together` switch paths, set per wave
 
     async def execute(name: str) -> HostResult:
         result = by_name[name]
@@ -143,15 +152,26 @@ async def execute_plan(
             view,
             mesh_name,
             options.live_method,
-            at if name in together else None,
+            instant.get(name),
             options.confirm_timeout,
         )
         return replace(result, done=outcome.done, guard=outcome.guard)
 
     todo = [h.node for h in mesh.hosts if h.plan is not None and not h.plan.empty]
-    done = await fan_out(
-        todo, execute, limit=options.parallel, progress=options.progress, label=label
+    behind = {n.name for n in ctx.inventory if n.endpoint is None}
+    waves = (
+        ([n for n in todo if n not in behind], label),
+        ([n for n in todo if n in behind], f"{label} (nodes behind NAT)"),
     )
+    done: dict[str, HostResult | HostError] = {}
+    for wave, wave_label in waves:
+        if not wave:
+            continue
+        at = time.time() + SWITCH_DELAY_S
+        instant.update({n: at for n in together & set(wave)})
+        done |= await fan_out(
+            wave, execute, limit=options.parallel, progress=options.progress, label=wave_label
+        )
     results = []
     for host in mesh.hosts:
         outcome = done.get(host.node)
@@ -252,6 +272,8 @@ async def _follow_up(
         subset = replace(ctx, names=names, removed=[])
         mesh = mesh_plan(subset)
         if mesh.empty:
+            if learning and not learnt:
+                continue  # nothing to do until the rest is learnt: wait once more
             break
         rounds += 1
         executed = await execute_plan(subset, mesh, sessions, options, "applying (NAT paths)")

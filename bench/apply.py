@@ -69,20 +69,19 @@ import os
 import platform
 import shlex
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import wiremesh
+from benchlib import sigterm_unwinds
 from wiremesh.lab import Lab, MachineRecord
 
 WIREMESH = Path(sys.prefix) / "bin" / "wiremesh"
@@ -486,20 +485,6 @@ def stats(values: Sequence[float]) -> str:
     if not values:
         return "-"
     return f"{statistics.median(values):6.2f} / {min(values):6.2f}  ({len(values)})"
-
-
-@contextlib.contextmanager
-def sigterm_unwinds() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl-C, so every lab is taken down."""
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    old = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
 
 
 def leftovers(base: Path) -> str:

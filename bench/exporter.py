@@ -47,12 +47,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import FrameType
 
 import wiremesh
+from benchlib import sigterm_unwinds
 from wiremesh.codec.prometheus import parse
 from wiremesh.errors import OperationError
 from wiremesh.lab import Lab, MachineRecord
@@ -302,20 +302,6 @@ def summarize(rounds: list[Round]) -> tuple[str, bool]:
         p99s = [percentile([s * 1000 for s in r.scrape_s], 99) for r in rounds]
         lines.append(f"p99 per round (ms): {', '.join(f'{p:.1f}' for p in p99s)}")
     return "\n".join(lines), ok
-
-
-@contextlib.contextmanager
-def sigterm_unwinds() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl-C, so the lab is taken down."""
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    old = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
 
 
 def main() -> int:

@@ -44,6 +44,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from benchlib import smaps
 from wiremesh.lab import Lab, procs
 
 TARGET_UP_50 = 10.0
@@ -56,20 +57,6 @@ def meminfo(key: str) -> int:
         if line.startswith(key + ":"):
             return int(line.split()[1])
     raise KeyError(key)
-
-
-def smaps(pid: int) -> tuple[int, int]:
-    """(Pss, Rss) of ``pid`` in KiB, 0 if it is gone."""
-    pss = rss = 0
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                pss = int(line.split()[1])
-            elif line.startswith("Rss:"):
-                rss = int(line.split()[1])
-    except OSError:
-        pass
-    return pss, rss
 
 
 def lab_pids(lab: Lab) -> list[int]:

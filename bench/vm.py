@@ -38,24 +38,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchlib import smaps
 from wiremesh.cli.main import main
 from wiremesh.lab import Lab, image, vm
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def smaps(pid: int) -> tuple[int, int]:
-    """(Pss, Rss) of ``pid`` in KiB, 0 if it is gone."""
-    pss = rss = 0
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                pss = int(line.split()[1])
-            elif line.startswith("Rss:"):
-                rss = int(line.split()[1])
-    except OSError:
-        pass
-    return pss, rss
 
 
 def wm(lab: Lab, *args: str) -> int:

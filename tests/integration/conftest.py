@@ -13,7 +13,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from ipaddress import ip_interface, ip_network
@@ -208,6 +210,31 @@ def assert_lab_gone(footprint: LabFootprint) -> None:
             assert not root_lab_addresses(), root_lab_addresses()
     assert not (footprint.dir / "lab.json").exists(), "state file left"
     assert not (footprint.dir / "hosts").exists(), "host files left"
+
+
+CRASH_UP = """
+import os, signal, sys
+from pathlib import Path
+from wiremesh.lab import Lab
+
+def crash_at(where):
+    if where == sys.argv[2]:
+        os.kill(os.getpid(), signal.SIGKILL)  # a crash: no finally, no cleanup
+
+Lab.up(Path(sys.argv[1]), {up_args}, checkpoint=crash_at)
+"""
+
+
+def crash_up(directory: Path, step: str, up_args: str, timeout: float = 120) -> None:
+    """Run ``Lab.up(directory, <up_args>)`` in a child process that SIGKILLs itself at ``step``."""
+    r = subprocess.run(
+        [sys.executable, "-c", CRASH_UP.format(up_args=up_args), str(directory), step],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert r.returncode == -signal.SIGKILL, r.stderr
 
 
 LabFactory = Callable[..., Lab]

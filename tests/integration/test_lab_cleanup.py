@@ -24,6 +24,7 @@ from tests.integration.conftest import (
     LabFactory,
     LabFootprint,
     assert_lab_gone,
+    crash_up,
     sysctl_snapshot,
 )
 from wiremesh.lab import Lab, MachineRecord, down_dir, procs
@@ -164,30 +165,10 @@ def test_a_failing_up_removes_what_it_made(tmp_path: Path, step: str) -> None:
     assert not (tmp_path / "lab").exists()
 
 
-CRASH = """
-import os, signal, sys
-from pathlib import Path
-from wiremesh.lab import Lab
-
-def crash_at(where):
-    if where == sys.argv[2]:
-        os.kill(os.getpid(), signal.SIGKILL)  # a crash: no finally, no cleanup
-
-Lab.up(Path(sys.argv[1]), 3, checkpoint=crash_at)
-"""
-
-
 @pytest.mark.parametrize("step", ["state", "network", "host:lab1", "host:lab2", "ready"])
 def test_down_after_a_crashed_up_removes_everything(tmp_path: Path, step: str) -> None:
     directory = tmp_path / "lab"
-    r = subprocess.run(
-        [sys.executable, "-c", CRASH, str(directory), step],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert r.returncode == -signal.SIGKILL, r.stderr
+    crash_up(directory, step, "3")
     try:
         state = LabState.load(directory)
         assert state.status == "creating"
@@ -219,14 +200,7 @@ def test_gets_a_lab(lab_factory):
 def test_the_next_run_takes_down_a_lab_a_killed_run_left(tmp_path: Path) -> None:
     # A test run killed with its lab up (a CI timeout) must not fail every lab test of the next run.
     directory = tmp_path / "killed" / "lab"
-    r = subprocess.run(
-        [sys.executable, "-c", CRASH, str(directory), "ready"],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert r.returncode == -signal.SIGKILL, r.stderr
+    crash_up(directory, "ready", "3")
     footprint = LabFootprint.of(directory)
     try:
         assert footprint.processes and footprint.netns
@@ -347,30 +321,10 @@ def test_a_failing_topology_up_removes_what_it_made(tmp_path: Path, step: str) -
     assert not (tmp_path / "lab").exists()
 
 
-CRASH_TOPOLOGY = """
-import os, signal, sys
-from pathlib import Path
-from wiremesh.lab import Lab
-
-def crash_at(where):
-    if where == sys.argv[2]:
-        os.kill(os.getpid(), signal.SIGKILL)  # a crash: no finally, no cleanup
-
-Lab.up(Path(sys.argv[1]), 1, sites={"a": 2}, nats={"home": 2}, checkpoint=crash_at, wait=300)
-"""
-
-
 @pytest.mark.parametrize("step", ["network", "routers", "host:lab5"])
 def test_down_after_a_crashed_topology_up_removes_everything(tmp_path: Path, step: str) -> None:
     directory = tmp_path / "lab"
-    r = subprocess.run(
-        [sys.executable, "-c", CRASH_TOPOLOGY, str(directory), step],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=400,
-    )
-    assert r.returncode == -signal.SIGKILL, r.stderr
+    crash_up(directory, step, '1, sites={"a": 2}, nats={"home": 2}, wait=300', timeout=400)
     try:
         footprint = LabFootprint.of(directory)
         _assert_topology_footprint(footprint)

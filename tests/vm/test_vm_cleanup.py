@@ -7,15 +7,12 @@ Each test makes its own lab, so these run before the session's shared VM lab com
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import cli
-from tests.integration.conftest import LAB_WAIT, LabFootprint, assert_lab_gone
+from tests.integration.conftest import LAB_WAIT, LabFootprint, assert_lab_gone, crash_up
 from wiremesh.lab import Lab, down_dir, procs
 from wiremesh.lab.state import LabState
 
@@ -69,19 +66,6 @@ def test_a_failing_up_with_vms_removes_what_it_made(tmp_path: Path) -> None:
     assert not (tmp_path / "lab").exists()
 
 
-CRASH = """
-import os, signal, sys
-from pathlib import Path
-from wiremesh.lab import Lab
-
-def crash_at(where):
-    if where == sys.argv[2]:
-        os.kill(os.getpid(), signal.SIGKILL)  # a crash: no finally, no cleanup
-
-Lab.up(Path(sys.argv[1]), 1, vms=2, checkpoint=crash_at, wait=300)
-"""
-
-
 @pytest.mark.parametrize(
     ("step", "qemus"),
     [
@@ -94,14 +78,7 @@ def test_down_after_a_crashed_vm_up_removes_everything(
     tmp_path: Path, step: str, qemus: int
 ) -> None:
     directory = tmp_path / "lab"
-    r = subprocess.run(
-        [sys.executable, "-c", CRASH, str(directory), step],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert r.returncode == -signal.SIGKILL, r.stderr
+    crash_up(directory, step, "1, vms=2, wait=300", timeout=600)
     try:
         state = LabState.load(directory)
         assert state.status == "creating"
